@@ -1,0 +1,226 @@
+"""Audio sources behind one interface: a file paced like a microphone, a live microphone, pushed samples.
+
+Every source yields mono float32 chunks at the model's sample rate with the index of their first sample, so the
+streaming generator can stamp motion by audio time rather than by when inference happened to run.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from ..errors import UserError
+from .io import load_audio, resample, to_mono_float32
+
+AUDIO_SOURCE_KINDS = ("auto", "mic", "file", "topic")
+
+
+@dataclass
+class AudioChunk:
+    samples: np.ndarray  # (n,) float32 mono at the source's sample_rate
+    start_sample: int  # index of samples[0] since the stream started
+
+
+class AudioSource(Protocol):
+    sample_rate: int
+
+    def start(self) -> None: ...
+
+    def read(self, timeout: float) -> AudioChunk | None:
+        """Next chunk, or None if none arrived within ``timeout`` seconds."""
+
+    @property
+    def finished(self) -> bool:
+        """True once the source will never yield another chunk (end of file)."""
+
+    def close(self) -> None: ...
+
+
+class FileSource:
+    """Streams a speech file in chunks, paced in real time (like a microphone) or as fast as possible."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        sample_rate: int,
+        chunk_seconds: float = 0.1,
+        realtime: bool = True,
+        loop: bool = False,
+    ) -> None:
+        self.sample_rate = sample_rate
+        self.samples = load_audio(path, sample_rate)
+        self.chunk_samples = max(1, int(round(chunk_seconds * sample_rate)))
+        self.realtime = realtime
+        self.loop = loop
+        self._position = 0  # samples handed out so far (grows past len(samples) when looping)
+        self._start_time: float | None = None
+
+    @property
+    def duration(self) -> float:
+        return len(self.samples) / self.sample_rate
+
+    def start(self) -> None:
+        self._start_time = time.monotonic()
+
+    @property
+    def finished(self) -> bool:
+        return not self.loop and self._position >= len(self.samples)
+
+    def read(self, timeout: float) -> AudioChunk | None:
+        if self._start_time is None:
+            self.start()
+        if self.finished:
+            return None
+        end = self._position + self.chunk_samples
+        if not self.loop:
+            end = min(end, len(self.samples))
+        if self.realtime:
+            # A chunk is "captured" once wall-clock time has passed its last sample.
+            due = self._start_time + end / self.sample_rate
+            wait = due - time.monotonic()
+            if wait > timeout:
+                time.sleep(max(0.0, timeout))
+                return None
+            if wait > 0:
+                time.sleep(wait)
+        indices = np.arange(self._position, end) % len(self.samples)
+        chunk = AudioChunk(self.samples[indices], self._position)
+        self._position = end
+        return chunk
+
+    def close(self) -> None:
+        self._position = len(self.samples)
+        self.loop = False
+
+
+class PushSource:
+    """Audio pushed in from elsewhere (a ROS audio topic), resampled to the model rate."""
+
+    def __init__(self, sample_rate: int, max_queued_chunks: int = 256) -> None:
+        self.sample_rate = sample_rate
+        self._queue: queue.Queue[np.ndarray] = queue.Queue(maxsize=max_queued_chunks)
+        self._position = 0
+        self.dropped_chunks = 0
+
+    def start(self) -> None:
+        pass
+
+    @property
+    def finished(self) -> bool:
+        return False
+
+    def push(self, samples: np.ndarray, sample_rate: int) -> None:
+        mono = resample(to_mono_float32(samples), sample_rate, self.sample_rate)
+        try:
+            self._queue.put_nowait(mono)
+        except queue.Full:
+            self.dropped_chunks += 1
+
+    def read(self, timeout: float) -> AudioChunk | None:
+        try:
+            samples = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        chunk = AudioChunk(samples, self._position)
+        self._position += len(samples)
+        return chunk
+
+    def close(self) -> None:
+        pass
+
+
+def _import_sounddevice():
+    """sounddevice needs the PortAudio C library; import it only when a microphone is really asked for."""
+    try:
+        import sounddevice
+    except OSError:
+        raise UserError(
+            "the PortAudio library is missing, so no microphone can be opened: install it with "
+            "'sudo apt-get install libportaudio2', or use audio_source:=file"
+        ) from None
+    return sounddevice
+
+
+def has_input_device() -> bool:
+    """True when PortAudio is installed and lists a default input device (used by audio_source 'auto')."""
+    try:
+        sounddevice = _import_sounddevice()
+    except UserError:
+        return False
+    try:
+        device = sounddevice.query_devices(kind="input")
+    except (ValueError, sounddevice.PortAudioError):
+        return False
+    return bool(device) and device.get("max_input_channels", 0) > 0
+
+
+class MicSource:
+    """A live microphone opened at the device's own rate and channel count, downmixed and resampled."""
+
+    def __init__(self, sample_rate: int, device: str | int | None = None, block_seconds: float = 0.05) -> None:
+        self.sample_rate = sample_rate
+        sounddevice = _import_sounddevice()
+        try:
+            info = sounddevice.query_devices(device if device not in ("", None) else None, kind="input")
+        except (ValueError, sounddevice.PortAudioError) as error:
+            raise UserError(
+                f"no audio input device found ({error}); connect a microphone, pick one with the "
+                "'mic_device' parameter (see 'python -m sounddevice'), or use audio_source:=file"
+            ) from None
+        self.device_name = info["name"]
+        self.device_rate = int(info["default_samplerate"])
+        self.channels = max(1, min(2, int(info["max_input_channels"])))
+        self._queue: queue.Queue[np.ndarray] = queue.Queue(maxsize=512)
+        self._position = 0
+        self.overflows = 0
+        self._stream = sounddevice.InputStream(
+            device=device if device not in ("", None) else None,
+            samplerate=self.device_rate,
+            channels=self.channels,
+            dtype="float32",
+            blocksize=max(1, int(block_seconds * self.device_rate)),
+            callback=self._on_audio,
+        )
+
+    def _on_audio(self, indata, frames, time_info, status) -> None:  # PortAudio thread
+        if status.input_overflow:
+            self.overflows += 1
+        try:
+            self._queue.put_nowait(indata.copy())
+        except queue.Full:
+            self.overflows += 1
+
+    def start(self) -> None:
+        self._stream.start()
+
+    @property
+    def finished(self) -> bool:
+        return False
+
+    def read(self, timeout: float) -> AudioChunk | None:
+        try:
+            block = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        samples = resample(to_mono_float32(block), self.device_rate, self.sample_rate)
+        chunk = AudioChunk(samples, self._position)
+        self._position += len(samples)
+        return chunk
+
+    def close(self) -> None:
+        self._stream.stop()
+        self._stream.close()
+
+
+def resolve_source_kind(kind: str) -> str:
+    """Turn 'auto' into 'mic' when a microphone exists, else 'file'; reject unknown kinds clearly."""
+    if kind not in AUDIO_SOURCE_KINDS:
+        raise UserError(f"unknown audio_source {kind!r}; use one of {', '.join(AUDIO_SOURCE_KINDS)}")
+    if kind == "auto":
+        return "mic" if has_input_device() else "file"
+    return kind

@@ -1,0 +1,111 @@
+"""Gaussian diffusion (DDPM training, DDIM sampling) over motion windows, with known-frame inpainting.
+
+Inpainting is what stitches streaming windows seamlessly: the frames a window shares with the previous one are
+held to what was already published (noised to the current step), and only the new frames are free.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from ..model.config import DiffusionConfig
+
+# (x_t (B, L, D), t (B,)) -> the network's prediction (x0 or eps, per DiffusionConfig.prediction)
+Denoise = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def make_betas(config: DiffusionConfig) -> torch.Tensor:
+    steps = config.num_train_steps
+    if config.schedule == "linear":
+        return torch.linspace(config.beta_start, config.beta_end, steps, dtype=torch.float64)
+    # cosine (Nichol & Dhariwal 2021)
+    s = 0.008
+    t = torch.linspace(0, steps, steps + 1, dtype=torch.float64) / steps
+    alphas_cumprod = torch.cos((t + s) / (1 + s) * math.pi / 2) ** 2
+    betas = 1 - alphas_cumprod[1:] / alphas_cumprod[:-1]
+    return betas.clamp(max=0.999)
+
+
+class GaussianDiffusion(nn.Module):
+    def __init__(self, config: DiffusionConfig) -> None:
+        super().__init__()
+        self.config = config
+        alphas_cumprod = torch.cumprod(1.0 - make_betas(config), dim=0)
+        # Not saved with the weights: the schedule is fully defined by the config.
+        self.register_buffer("alphas_cumprod", alphas_cumprod.float(), persistent=False)
+
+    @property
+    def num_train_steps(self) -> int:
+        return self.config.num_train_steps
+
+    def _abar(self, t: torch.Tensor) -> torch.Tensor:
+        return self.alphas_cumprod[t].view(-1, 1, 1)  # (B, 1, 1)
+
+    def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        abar = self._abar(t)
+        return abar.sqrt() * x0 + (1 - abar).sqrt() * noise
+
+    def split_prediction(
+        self, prediction: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The network's output as (x0, eps), whichever of the two it predicts."""
+        abar = self._abar(t)
+        if self.config.prediction == "x0":
+            x0 = prediction
+            eps = (x_t - abar.sqrt() * x0) / (1 - abar).sqrt()
+        else:
+            eps = prediction
+            x0 = (x_t - (1 - abar).sqrt() * eps) / abar.sqrt()
+        return x0, eps
+
+    def training_loss(self, denoise: Denoise, x0: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        b = x0.shape[0]
+        t = torch.randint(0, self.num_train_steps, (b,), device=x0.device, generator=generator)
+        noise = torch.randn(x0.shape, device=x0.device, generator=generator)
+        prediction = denoise(self.q_sample(x0, t, noise), t)
+        target = x0 if self.config.prediction == "x0" else noise
+        return torch.mean((prediction - target) ** 2)
+
+    @torch.no_grad()
+    def ddim_sample(
+        self,
+        denoise: Denoise,
+        shape: tuple[int, int, int],
+        steps: int,
+        eta: float = 0.0,
+        generator: torch.Generator | None = None,
+        known: torch.Tensor | None = None,
+        known_mask: torch.Tensor | None = None,
+        device: torch.device | None = None,
+    ) -> torch.Tensor:
+        """DDIM (Song et al. 2021) with ``steps`` evenly spaced steps; eta = 1 is DDPM-like, 0 deterministic.
+
+        known (B, L, D) and known_mask (B, L, 1) pin frames that must match already generated motion.
+        """
+        if steps < 1:
+            raise ValueError(f"steps must be >= 1, got {steps}")
+        steps = min(steps, self.num_train_steps)
+        timesteps = torch.linspace(self.num_train_steps - 1, 0, steps, device=device).round().long()
+        x = torch.randn(shape, device=device, generator=generator)
+        for i, t_value in enumerate(timesteps.tolist()):
+            t = torch.full((shape[0],), t_value, device=device, dtype=torch.long)
+            if known is not None:
+                noised_known = self.q_sample(known, t, torch.randn(shape, device=device, generator=generator))
+                x = torch.where(known_mask, noised_known, x)
+            x0, eps = self.split_prediction(denoise(x, t), x, t)
+            if i == steps - 1:
+                x = x0
+                break
+            abar = self.alphas_cumprod[t_value]
+            abar_next = self.alphas_cumprod[timesteps[i + 1]]
+            sigma = eta * ((1 - abar_next) / (1 - abar) * (1 - abar / abar_next)).clamp_min(0).sqrt()
+            direction = (1 - abar_next - sigma**2).clamp_min(0).sqrt() * eps
+            noise = torch.randn(shape, device=device, generator=generator) if eta > 0 else 0.0
+            x = abar_next.sqrt() * x0 + direction + sigma * noise
+        if known is not None:
+            x = torch.where(known_mask, known, x)
+        return x

@@ -1,0 +1,237 @@
+"""gesture_node: speech in (file, microphone or topic), gesture motion out on /gesture_joints.
+
+A thin adapter: audio capture, feature extraction, the model and window stitching all live in the core
+(dimgestor_ros.audio / features / model / streaming); this node wires them to ROS topics and parameters.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+import numpy as np
+import torch
+from builtin_interfaces.msg import Duration, Time
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from std_msgs.msg import Float32MultiArray
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+from ..audio.sources import AUDIO_SOURCE_KINDS, FileSource, MicSource, PushSource, resolve_source_kind
+from ..errors import UserError
+from ..features.factory import make_speech_encoder
+from ..model.gesture_model import DiMGestor
+from ..motion.skeleton import HUMANOID, euler_to_quaternions
+from ..paths import default_weights_dir, demo_audio_file
+from ..streaming.diagnostics import StreamStats
+from ..streaming.generator import MotionHop, StreamingConfig, StreamingGestureGenerator
+from .common import JOINTS_QOS, declare, run_node
+
+try:  # the package's own message, built by colcon from msg/
+    from dimgestor_msgs.msg import SkeletonChunk
+except ImportError:  # pragma: no cover - only when msg/ was not built
+    SkeletonChunk = None
+
+
+class GestureNode(Node):
+    def __init__(self) -> None:
+        super().__init__("gesture_node")
+        defaults = StreamingConfig()
+        self.source_kind = declare(
+            self, "audio_source", "auto", "Where speech comes from ('auto': a microphone if one exists, else the "
+            "audio file).", read_only=True, choices=AUDIO_SOURCE_KINDS)
+        self.audio_file = declare(
+            self, "audio_file", "", "Speech file for audio_source 'file'; empty: the shipped demo clip.", read_only=True)
+        self.mic_device = declare(
+            self, "mic_device", "", "Input device name or index for audio_source 'mic'; empty: the default.",
+            read_only=True)
+        self.realtime = declare(
+            self, "realtime", True, "Pace a file like a microphone (true) or stream it as fast as possible.",
+            read_only=True)
+        self.duration = declare(
+            self, "duration", 0.0, "Stop after this many seconds of audio; 0: at the end of the file or never.",
+            (0.0, 1e6), read_only=True)
+        self.weights = declare(
+            self, "weights", "", "Weights folder (model.safetensors + config.json); empty: the shipped default.",
+            read_only=True)
+        window = declare(self, "window_frames", defaults.window_frames, "Frames the denoiser samples at once.",
+                         (8, 1200), read_only=True)
+        hop = declare(self, "hop_frames", defaults.hop_frames, "New frames published per hop.", (1, 600),
+                      read_only=True)
+        steps = declare(self, "sampling_steps", defaults.steps, "DDIM steps per window.", (1, 200))
+        guidance = declare(self, "guidance", defaults.guidance, "Classifier-free guidance scale (1: off).", (0.0, 10.0))
+        amplitude = declare(self, "amplitude", defaults.amplitude, "Gesture amplitude around the mean pose.",
+                            (0.0, 3.0))
+        seed = declare(self, "seed", defaults.seed, "Random seed of the sampler.", (0, 2**31 - 1), read_only=True)
+        threads = declare(self, "num_threads", 2, "CPU threads for inference.", (1, 256), read_only=True)
+        self.frame_id = declare(self, "frame_id", "world", "frame_id of published motion.", read_only=True)
+        self.topic_sample_rate = declare(
+            self, "topic_sample_rate", 16000, "Sample rate of audio arriving on the 'audio' topic.", (8000, 192000),
+            read_only=True)
+
+        torch.set_num_threads(threads)
+        weights = self.weights or str(default_weights_dir())
+        model = DiMGestor.load(weights)
+        encoder = make_speech_encoder(model.config.speech_encoder)
+        config = StreamingConfig(window_frames=window, hop_frames=hop, steps=steps, guidance=guidance,
+                                 amplitude=amplitude, seed=seed)
+        self.generator = StreamingGestureGenerator(model, encoder, config)
+        self.fps = model.config.motion_fps
+        self.skeleton = HUMANOID
+        if model.config.pose_dim != self.skeleton.num_dofs:
+            raise UserError(f"weights {weights} generate {model.config.pose_dim} DoF but the skeleton has "
+                            f"{self.skeleton.num_dofs}; use weights trained for the dimgestor humanoid")
+        self.source = self._open_source(encoder.sample_rate)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+        self.joints_pub = self.create_publisher(JointTrajectory, "gesture_joints", JOINTS_QOS)
+        self.skeleton_pub = (
+            self.create_publisher(SkeletonChunk, "gesture_skeleton", JOINTS_QOS) if SkeletonChunk else None
+        )
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.stats = StreamStats()
+        self.create_timer(1.0, self._publish_diagnostics)
+
+        self.finished = False
+        self.exit_code = 0
+        self._stop = threading.Event()
+        self._worker = threading.Thread(target=self._stream, name="gesture_stream", daemon=True)
+        self._worker.start()
+
+    def _open_source(self, sample_rate: int):
+        kind = resolve_source_kind(self.source_kind)
+        if kind == "file":
+            path = self.audio_file or str(demo_audio_file())
+            source = FileSource(path, sample_rate, chunk_seconds=0.05, realtime=self.realtime)
+            self.get_logger().info(f"streaming {path} ({source.duration:.1f} s)")
+        elif kind == "mic":
+            source = MicSource(sample_rate, device=self.mic_device or None)
+            self.get_logger().info(f"listening on '{source.device_name}' at {source.device_rate} Hz")
+        else:
+            source = PushSource(sample_rate)
+            qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.BEST_EFFORT)
+            self.create_subscription(Float32MultiArray, "audio", self._on_audio_message, qos)
+            self.get_logger().info(f"waiting for audio on {self.resolve_topic_name('audio')}")
+        return source
+
+    def _on_audio_message(self, msg: Float32MultiArray) -> None:
+        self.source.push(np.asarray(msg.data, dtype=np.float32), self.topic_sample_rate)
+
+    def _on_set_parameters(self, params):
+        from rcl_interfaces.msg import SetParametersResult
+
+        config = self.generator.config
+        for param in params:
+            if param.name == "sampling_steps":
+                config.steps = int(param.value)
+            elif param.name == "guidance":
+                config.guidance = float(param.value)
+            elif param.name == "amplitude":
+                config.amplitude = float(param.value)
+        return SetParametersResult(successful=True)
+
+    def _stream(self) -> None:
+        sample_rate = self.source.sample_rate
+        limit = int(self.duration * sample_rate) if self.duration > 0 else None
+        self.source.start()
+        self._start_monotonic = time.monotonic()
+        self._start_stamp_ns = self.get_clock().now().nanoseconds
+        received = 0
+        try:
+            while not self._stop.is_set() and not self.source.finished:
+                chunk = self.source.read(timeout=0.1)
+                if chunk is None:
+                    continue
+                samples = chunk.samples if limit is None else chunk.samples[: max(0, limit - received)]
+                received += len(samples)
+                self._generate(samples, flush=False)
+                if limit is not None and received >= limit:
+                    break
+            if not self._stop.is_set():
+                self._generate(None, flush=True)
+                self.get_logger().info(
+                    f"stream ended after {received / sample_rate:.1f} s of audio, "
+                    f"{self.generator.frames_emitted} frames published"
+                )
+                time.sleep(0.5)  # let reliable publishers deliver the last messages before the process exits
+        except Exception as error:  # the node reports and ends with a failure code rather than hanging
+            self.get_logger().error(f"streaming failed: {error!r}")
+            self.exit_code = 1
+        finally:
+            self.finished = True
+
+    def _generate(self, samples: np.ndarray | None, flush: bool) -> None:
+        started = time.monotonic()
+        hops = self.generator.flush() if flush else self.generator.push(samples)
+        if samples is not None:
+            self.stats.record_compute(time.monotonic() - started, len(samples) / self.source.sample_rate)
+        for hop in hops:
+            self._publish(hop)
+
+    def _publish(self, hop: MotionHop) -> None:
+        n = len(hop.poses)
+        start_ns = self._start_stamp_ns + round(hop.first_frame * 1e9 / self.fps)
+        stamp = Time(sec=start_ns // 1_000_000_000, nanosec=start_ns % 1_000_000_000)
+
+        trajectory = JointTrajectory()
+        trajectory.header.stamp = stamp
+        trajectory.header.frame_id = self.frame_id
+        trajectory.joint_names = self.skeleton.dof_names
+        for k, pose in enumerate(hop.poses):
+            offset_ns = round(k * 1e9 / self.fps)
+            point = JointTrajectoryPoint()
+            point.positions = pose.astype(float).tolist()
+            point.time_from_start = Duration(sec=offset_ns // 1_000_000_000, nanosec=offset_ns % 1_000_000_000)
+            trajectory.points.append(point)
+        self.joints_pub.publish(trajectory)
+
+        if self.skeleton_pub is not None:
+            root, quats = euler_to_quaternions(self.skeleton, hop.poses)
+            chunk = SkeletonChunk()
+            chunk.stamp_sec, chunk.stamp_nanosec = stamp.sec, stamp.nanosec
+            chunk.frame_id = self.frame_id
+            chunk.frame_rate = float(self.fps)
+            chunk.first_frame_index = hop.first_frame
+            chunk.bone_names = self.skeleton.bone_names
+            chunk.bone_parents = self.skeleton.parents
+            chunk.rest_offsets = self.skeleton.rest_offsets().reshape(-1).tolist()
+            chunk.num_frames = n
+            chunk.rotations = quats.reshape(-1).tolist()
+            chunk.root_translations = root.reshape(-1).tolist()
+            self.skeleton_pub.publish(chunk)
+
+        audio_end = self._start_monotonic + (hop.first_frame + n) / self.fps
+        self.stats.record_hop(time.monotonic() - audio_end, self.generator.config.hop_frames / self.fps)
+
+    def _publish_diagnostics(self) -> None:
+        s = self.stats
+        status = DiagnosticStatus(name="dimgestor: gesture_node", hardware_id="dimgestor")
+        status.level = DiagnosticStatus.OK if s.overruns == 0 else DiagnosticStatus.WARN
+        status.message = "streaming" if not self.finished else "finished"
+        status.values = [
+            KeyValue(key="real_time_factor", value=f"{s.real_time_factor:.3f}"),
+            KeyValue(key="latency_p50_ms", value=f"{s.latency_percentile(50):.1f}"),
+            KeyValue(key="latency_p95_ms", value=f"{s.latency_percentile(95):.1f}"),
+            KeyValue(key="overruns", value=str(s.overruns)),
+            KeyValue(key="dropped_audio_chunks", value=str(getattr(self.source, "dropped_chunks", 0))),
+            KeyValue(key="frames_published", value=str(self.generator.frames_emitted)),
+        ]
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self.diagnostics_pub.publish(array)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._worker.is_alive():
+            self._worker.join(timeout=5.0)
+        self.source.close()
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(GestureNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

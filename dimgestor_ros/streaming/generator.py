@@ -1,0 +1,141 @@
+"""Streaming generation: audio chunks in, hops of motion out, windows stitched by inpainting.
+
+Speech features and the fuzzy extractor's Mamba-2 state are carried across chunks exactly. Every ``hop_frames``
+new motion frames, the denoiser samples a window of ``window_frames`` ending at the newest frame; the frames the
+window shares with already published motion are pinned (diffusion inpainting), so hops join without seams.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..features.acoustic import AcousticFrontEnd
+from ..model.gesture_model import DiMGestor
+
+
+@dataclass
+class StreamingConfig:
+    window_frames: int = 60  # frames the denoiser sees at once (2 s at 30 fps)
+    hop_frames: int = 15  # new frames per generated hop (0.5 s at 30 fps)
+    steps: int = 8  # DDIM sampling steps per window
+    eta: float = 0.0
+    guidance: float = 1.0  # classifier-free guidance scale (1 = off)
+    amplitude: float = 1.0  # scales motion around the mean pose
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.hop_frames <= self.window_frames:
+            raise ValueError(
+                f"hop_frames ({self.hop_frames}) must be between 1 and window_frames ({self.window_frames})"
+            )
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+
+
+@dataclass
+class MotionHop:
+    poses: np.ndarray  # (H, pose_dim): radians and metres, the skeleton's degrees of freedom
+    first_frame: int  # index of poses[0] since the stream started
+
+
+class StreamingGestureGenerator:
+    def __init__(self, model: DiMGestor, encoder: AcousticFrontEnd, config: StreamingConfig | None = None) -> None:
+        if encoder.dim != model.config.speech_dim or encoder.frame_rate != model.config.speech_fps:
+            raise ValueError(
+                f"speech encoder gives {encoder.dim}-d features at {encoder.frame_rate} fps but the model expects "
+                f"{model.config.speech_dim}-d at {model.config.speech_fps} fps"
+            )
+        self.model = model.eval()
+        self.encoder = encoder
+        self.config = config or StreamingConfig()
+        self.fps = model.config.motion_fps
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the stream: the next sample pushed is sample 0 again."""
+        d = self.model.config.d_model
+        self._audio_state = self.encoder.init_state()
+        self._fuzzy_state = self.model.fuzzy.init_state(1)
+        self._local = torch.zeros(1, 0, d)  # (1, n, D) local features of frames [local_start, local_start + n)
+        self._local_start = 0
+        self._style = torch.zeros(1, d)
+        self._generated = torch.zeros(1, 0, self.model.config.pose_dim)  # normalised, frames [gen_start, emitted)
+        self._generated_start = 0
+        self.frames_emitted = 0
+        self.samples_pushed = 0
+        self._rng = torch.Generator().manual_seed(self.config.seed)
+
+    @property
+    def frames_available(self) -> int:
+        return self._fuzzy_state.motion_frames
+
+    def push(self, audio: np.ndarray) -> list[MotionHop]:
+        """Consume mono float32 samples at the encoder's rate; return every hop they complete."""
+        self.samples_pushed += len(audio)
+        features, self._audio_state = self.encoder.encode_stream(audio, self._audio_state)
+        if len(features):
+            with torch.no_grad():
+                local, self._style, self._fuzzy_state = self.model.fuzzy.forward_stream(
+                    torch.from_numpy(features)[None], self._fuzzy_state
+                )
+            self._local = torch.cat([self._local, local], dim=1)
+        hops = []
+        while self.frames_available >= self.frames_emitted + self.config.hop_frames:
+            hops.append(self._generate_hop())
+        return hops
+
+    def flush(self) -> list[MotionHop]:
+        """Finish the stream: pad with silence until motion covers every pushed sample, then trim to it."""
+        rate = self.encoder.sample_rate
+        target = math.ceil(self.samples_pushed * self.fps / rate)
+        pushed = self.samples_pushed
+        hops: list[MotionHop] = []
+        hop_samples = int(math.ceil(self.config.hop_frames * rate / self.fps))
+        while self.frames_emitted < target:
+            hops += self.push(np.zeros(hop_samples, dtype=np.float32))
+        self.samples_pushed = pushed
+        trimmed = []
+        for hop in hops:
+            keep = target - hop.first_frame
+            if keep > 0:
+                trimmed.append(MotionHop(hop.poses[:keep], hop.first_frame))
+        return trimmed
+
+    def _generate_hop(self) -> MotionHop:
+        c = self.config
+        end = self.frames_emitted + c.hop_frames
+        start = max(0, end - c.window_frames)
+        local = self._local[:, start - self._local_start : end - self._local_start]  # (1, L, D)
+        length = end - start
+        known_frames = self.frames_emitted - start
+        known = torch.zeros(1, length, self.model.config.pose_dim)
+        mask = torch.zeros(1, length, 1, dtype=torch.bool)
+        if known_frames > 0:
+            known[:, :known_frames] = self._generated[:, start - self._generated_start :]
+            mask[:, :known_frames] = True
+        window = self.model.sample(
+            local,
+            self._style,
+            steps=c.steps,
+            eta=c.eta,
+            guidance=c.guidance,
+            generator=self._rng,
+            known=known if known_frames > 0 else None,
+            known_mask=mask if known_frames > 0 else None,
+        )
+        new = window[:, known_frames:]  # (1, hop, pose_dim)
+        self._generated = torch.cat([self._generated, new], dim=1)
+        first = self.frames_emitted
+        self.frames_emitted = end
+        # Keep only what the next window can reach.
+        next_start = max(0, end + c.hop_frames - c.window_frames)
+        self._generated = self._generated[:, max(0, next_start - self._generated_start) :]
+        self._generated_start = max(self._generated_start, next_start)
+        self._local = self._local[:, max(0, next_start - self._local_start) :]
+        self._local_start = max(self._local_start, next_start)
+        poses = self.model.pose_mean + c.amplitude * new[0] * self.model.pose_std  # (hop, pose_dim)
+        return MotionHop(poses.numpy().astype(np.float32), first)
