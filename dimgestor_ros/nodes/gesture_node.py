@@ -6,7 +6,6 @@ A thin adapter: audio capture, feature extraction, the model and window stitchin
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 
@@ -67,6 +66,9 @@ class GestureNode(Node):
         seed = declare(self, "seed", defaults.seed, "Random seed of the sampler.", (0, 2**31 - 1), read_only=True)
         threads = declare(self, "num_threads", 2, "CPU threads for inference.", (1, 256), read_only=True)
         self.frame_id = declare(self, "frame_id", "world", "frame_id of published motion.", read_only=True)
+        self.wait_for_subscribers = declare(
+            self, "wait_for_subscribers", 2.0, "Before streaming, wait up to this many seconds for a gesture_joints "
+            "subscriber, so the start of a clip is not lost to DDS discovery.", (0.0, 60.0), read_only=True)
         self.topic_sample_rate = declare(
             self, "topic_sample_rate", 16000, "Sample rate of audio arriving on the 'audio' topic.", (8000, 192000),
             read_only=True)
@@ -133,6 +135,9 @@ class GestureNode(Node):
         return SetParametersResult(successful=True)
 
     def _stream(self) -> None:
+        deadline = time.monotonic() + self.wait_for_subscribers
+        while self.joints_pub.get_subscription_count() == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
         sample_rate = self.source.sample_rate
         limit = int(self.duration * sample_rate) if self.duration > 0 else None
         self.source.start()

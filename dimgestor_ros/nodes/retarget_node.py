@@ -11,7 +11,6 @@ from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from ..errors import UserError
 from ..motion.skeleton import HUMANOID
 from ..retarget.mapper import JointMapper
 from ..retarget.robot import load_robot_config
