@@ -77,15 +77,21 @@ class StreamingGestureGenerator:
         """Consume mono float32 samples at the encoder's rate; return every hop they complete."""
         self.samples_pushed += len(audio)
         features, self._audio_state = self.encoder.encode_stream(audio, self._audio_state)
-        if len(features):
-            with torch.no_grad():
-                local, self._style, self._fuzzy_state = self.model.fuzzy.forward_stream(
-                    torch.from_numpy(features)[None], self._fuzzy_state
-                )
-            self._local = torch.cat([self._local, local], dim=1)
+        features_t = torch.from_numpy(features)[None]  # (1, n, speech_dim)
+        fuzzy = self.model.fuzzy
         hops = []
-        while self.frames_available >= self.frames_emitted + self.config.hop_frames:
-            hops.append(self._generate_hop())
+        while features_t.shape[1]:
+            # Feed speech only up to the frame that completes the next hop, so every hop is generated with the
+            # style of exactly the speech before its end, whatever the chunking of the audio (a large chunk must
+            # not hand early hops a style computed from later speech).
+            hop_end = self.frames_emitted + self.config.hop_frames
+            needed = max(1, hop_end * fuzzy.speech_fps // fuzzy.motion_fps - self._fuzzy_state.speech_frames)
+            piece, features_t = features_t[:, :needed], features_t[:, needed:]
+            with torch.no_grad():
+                local, self._style, self._fuzzy_state = fuzzy.forward_stream(piece, self._fuzzy_state)
+            self._local = torch.cat([self._local, local], dim=1)
+            while self.frames_available >= self.frames_emitted + self.config.hop_frames:
+                hops.append(self._generate_hop())
         return hops
 
     def flush(self) -> list[MotionHop]:
