@@ -58,6 +58,7 @@ setup(
             "gesture_node = dimgestor_ros.nodes.gesture_node:main",
             "retarget_node = dimgestor_ros.nodes.retarget_node:main",
             "dimgestor-launch = dimgestor_ros.launcher:main",
+            "dimgestor = dimgestor_ros.cli:main",
         ],
     },
 )
