@@ -93,7 +93,9 @@ class ModelConfig:
             raise UserError(f"model config not found: {path} (a weights folder holds config.json)") from None
         except json.JSONDecodeError as error:
             raise UserError(f"model config {path} is not valid JSON: {error}") from None
+        if not isinstance(data, dict):
+            raise UserError(f"model config {path} must be a JSON object of ModelConfig fields")
         try:
             return cls.from_dict(data)
-        except (TypeError, ValueError) as error:
+        except (TypeError, ValueError, UserError) as error:
             raise UserError(f"model config {path} is invalid: {error}") from None

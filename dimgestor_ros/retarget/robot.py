@@ -109,6 +109,11 @@ def load_robot_config(robot: str) -> RobotConfig:
         lower[i] = max(lower[i], float(tighter.get("lower", lower[i])))
         upper[i] = min(upper[i], float(tighter.get("upper", upper[i])))
         velocity[i] = min(velocity[i], abs(float(tighter.get("velocity", velocity[i]))))
+    for i in np.flatnonzero(lower > upper):
+        raise UserError(
+            f"robot config {path}: joint {names[i]!r} has lower limit {lower[i]} above upper limit {upper[i]} "
+            "(URDF limits tightened by 'limits'); fix the range"
+        )
     home_values = data.get("home") or {}
     home = np.array([float(home_values.get(name, 0.0)) for name in names])
     home = np.clip(home, lower, upper)

@@ -1,0 +1,196 @@
+"""Tests for reading speech files and the audio sources: resampling and downmixing, clear UserErrors for broken
+files, FileSource ordering, pacing and looping, PushSource resampling, and source-kind validation."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import soundfile
+
+from dimgestor_ros.audio.io import load_audio, to_mono_float32
+from dimgestor_ros.audio.sources import FileSource, PushSource, resolve_source_kind
+from dimgestor_ros.errors import UserError
+
+SR = 16000
+
+
+def sine(freq: float, seconds: float, rate: int, amplitude: float = 0.5) -> np.ndarray:
+    return (amplitude * np.sin(2 * np.pi * freq * np.arange(int(round(seconds * rate))) / rate)).astype(np.float32)
+
+
+def write_ramp(path, seconds: float, rate: int = SR) -> np.ndarray:
+    """A distinct value per sample (a slow ramp) written as float WAV, so order and position are checkable."""
+    samples = np.linspace(-0.9, 0.9, int(round(seconds * rate)), dtype=np.float32)
+    soundfile.write(str(path), samples, rate, subtype="FLOAT")
+    return samples
+
+
+def drain(source, timeout: float = 0.05, limit: int = 10_000):
+    chunks = []
+    for _ in range(limit):
+        if source.finished:
+            break
+        chunk = source.read(timeout)
+        if chunk is not None:
+            chunks.append(chunk)
+    return chunks
+
+
+def test_load_audio_resamples_44k1_stereo_to_16k_mono(tmp_path):
+    tone = sine(300.0, 1.5, 44100)
+    # Left carries the tone twice over, right cancels half of it: the mean of the channels is the tone.
+    stereo = np.stack([2 * tone, np.zeros_like(tone)], axis=1)
+    soundfile.write(str(tmp_path / "stereo.wav"), stereo * 0.5, 44100, subtype="FLOAT")
+    audio = load_audio(tmp_path / "stereo.wav", SR)
+    assert audio.dtype == np.float32 and audio.ndim == 1
+    assert len(audio) == 24000  # 1.5 s at 16 kHz
+    expected = sine(300.0, 1.5, SR) * 0.5
+    inner = slice(800, -800)  # away from the resampler's edge transients
+    np.testing.assert_allclose(audio[inner], expected[inner], atol=2e-3)
+
+
+def test_load_audio_downmixes_opposite_channels_to_silence(tmp_path):
+    tone = sine(440.0, 0.5, 48000)
+    soundfile.write(str(tmp_path / "antiphase.wav"), np.stack([tone, -tone], axis=1), 48000, subtype="FLOAT")
+    audio = load_audio(tmp_path / "antiphase.wav", SR)
+    assert len(audio) == 8000
+    assert np.abs(audio).max() < 1e-6
+
+
+def test_load_audio_at_the_model_rate_is_unchanged(tmp_path):
+    samples = write_ramp(tmp_path / "ramp.wav", 0.3)
+    np.testing.assert_array_equal(load_audio(tmp_path / "ramp.wav", SR), samples)
+
+
+def test_missing_audio_file_is_a_user_error_naming_it(tmp_path):
+    path = tmp_path / "nope.wav"
+    with pytest.raises(UserError, match="not found") as error:
+        load_audio(path, SR)
+    assert str(path) in str(error.value)
+
+
+def test_empty_wav_is_a_user_error_naming_it(tmp_path):
+    path = tmp_path / "empty.wav"
+    soundfile.write(str(path), np.zeros(0, dtype=np.float32), SR)
+    assert path.stat().st_size > 0  # a valid WAV header with no samples
+    with pytest.raises(UserError, match="no samples") as error:
+        load_audio(path, SR)
+    assert str(path) in str(error.value)
+
+
+@pytest.mark.parametrize("content", [b"hello, this is not audio\n", b"", b"RIFF\x00\x00\x00\x00WAVEjunk"])
+def test_non_audio_file_named_wav_is_a_user_error_naming_it(tmp_path, content):
+    path = tmp_path / "speech.wav"
+    path.write_bytes(content)
+    with pytest.raises(UserError) as error:
+        load_audio(path, SR)
+    assert str(path) in str(error.value)
+
+
+def test_a_directory_is_not_an_audio_file(tmp_path):
+    with pytest.raises(UserError) as error:
+        load_audio(tmp_path, SR)
+    assert str(tmp_path) in str(error.value)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # inf + -inf while downmixing
+def test_to_mono_turns_frames_with_non_finite_samples_into_silence():
+    out = to_mono_float32(np.array([[0.5, 0.1], [np.nan, 0.2], [np.inf, 0.0], [np.inf, -np.inf]]))
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, [0.3, 0.0, 0.0, 0.0], atol=1e-7)
+    with pytest.raises(ValueError):
+        to_mono_float32(np.zeros((2, 2, 2)))
+
+
+def test_file_source_without_pacing_yields_the_file_once_in_order(tmp_path):
+    samples = write_ramp(tmp_path / "ramp.wav", 0.55)
+    source = FileSource(tmp_path / "ramp.wav", SR, chunk_seconds=0.1, realtime=False)
+    assert not source.finished
+    chunks = drain(source)
+    assert source.finished
+    assert [c.start_sample for c in chunks] == [0, 1600, 3200, 4800, 6400, 8000]
+    assert [len(c.samples) for c in chunks] == [1600] * 5 + [800]
+    np.testing.assert_array_equal(np.concatenate([c.samples for c in chunks]), samples)
+    assert source.read(0.01) is None  # nothing more, ever
+
+
+def test_file_source_resamples_the_file_to_the_model_rate(tmp_path):
+    soundfile.write(str(tmp_path / "a.wav"), sine(200.0, 0.5, 22050), 22050, subtype="FLOAT")
+    source = FileSource(tmp_path / "a.wav", SR, realtime=False)
+    assert source.duration == pytest.approx(0.5, abs=1e-3)
+    assert sum(len(c.samples) for c in drain(source)) == 8000
+
+
+def test_file_source_paced_in_real_time_takes_the_audio_duration(tmp_path):
+    write_ramp(tmp_path / "ramp.wav", 0.5)
+    source = FileSource(tmp_path / "ramp.wav", SR, chunk_seconds=0.05, realtime=True)
+    started = time.monotonic()
+    source.start()
+    chunks = drain(source, timeout=0.02)
+    elapsed = time.monotonic() - started
+    assert sum(len(c.samples) for c in chunks) == 8000
+    assert elapsed >= 0.45
+    assert elapsed < 2.0  # paced, not stalled
+
+
+def test_file_source_paced_read_returns_none_before_the_chunk_is_due(tmp_path):
+    write_ramp(tmp_path / "ramp.wav", 0.5)
+    source = FileSource(tmp_path / "ramp.wav", SR, chunk_seconds=0.2, realtime=True)
+    source.start()
+    assert source.read(0.01) is None  # the first chunk is due only after 0.2 s
+    assert not source.finished
+
+
+def test_looping_file_source_wraps_around_and_keeps_counting(tmp_path):
+    samples = write_ramp(tmp_path / "ramp.wav", 0.25)  # 4000 samples
+    source = FileSource(tmp_path / "ramp.wav", SR, chunk_seconds=0.1, realtime=False, loop=True)
+    chunks = [source.read(0.01) for _ in range(5)]
+    assert [c.start_sample for c in chunks] == [0, 1600, 3200, 4800, 6400]
+    np.testing.assert_array_equal(np.concatenate([c.samples for c in chunks]), np.tile(samples, 2)[:8000])
+    assert not source.finished
+    source.close()
+    assert source.finished
+
+
+def test_file_source_of_a_broken_file_is_a_user_error(tmp_path):
+    (tmp_path / "x.wav").write_text("not audio")
+    with pytest.raises(UserError, match="x.wav"):
+        FileSource(tmp_path / "x.wav", SR)
+
+
+def test_push_source_resamples_and_downmixes_pushed_audio():
+    source = PushSource(SR)
+    source.push(sine(300.0, 0.1, 48000), 48000)
+    stereo = np.stack([sine(300.0, 0.05, 48000)] * 2, axis=1)
+    source.push(stereo, 48000)
+    source.push(sine(300.0, 0.02, SR), SR)
+    chunks = [source.read(0.1) for _ in range(3)]
+    assert [len(c.samples) for c in chunks] == [1600, 800, 320]
+    assert [c.start_sample for c in chunks] == [0, 1600, 2400]
+    assert all(c.samples.dtype == np.float32 and c.samples.ndim == 1 for c in chunks)
+    inner = slice(200, -200)
+    np.testing.assert_allclose(chunks[0].samples[inner], sine(300.0, 0.1, SR)[inner], atol=2e-3)
+    assert source.read(0.01) is None
+    assert not source.finished
+
+
+def test_push_source_drops_and_counts_chunks_when_its_queue_is_full():
+    source = PushSource(SR, max_queued_chunks=2)
+    for value in (0.1, 0.2, 0.3):
+        source.push(np.full(160, value, dtype=np.float32), SR)
+    assert source.dropped_chunks == 1
+    assert source.read(0.01).samples[0] == pytest.approx(0.1)
+    assert source.read(0.01).samples[0] == pytest.approx(0.2)
+    assert source.read(0.01) is None
+
+
+def test_unknown_source_kind_is_a_user_error():
+    with pytest.raises(UserError, match="bogus"):
+        resolve_source_kind("bogus")
+
+
+@pytest.mark.parametrize("kind", ["mic", "file", "topic"])
+def test_explicit_source_kinds_resolve_to_themselves(kind):
+    assert resolve_source_kind(kind) == kind

@@ -1,0 +1,223 @@
+"""Tests for the streaming gesture generator: contiguous hops, exact frame count after flush, independence from
+audio chunking, the inpainting window stitch, reset, amplitude, and config/encoder validation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from dimgestor_ros.audio.io import load_audio
+from dimgestor_ros.features.acoustic import AcousticConfig, AcousticFrontEnd
+from dimgestor_ros.model.config import MambaSettings, ModelConfig
+from dimgestor_ros.model.gesture_model import DiMGestor
+from dimgestor_ros.paths import demo_audio_file
+from dimgestor_ros.streaming.generator import MotionHop, StreamingConfig, StreamingGestureGenerator
+
+SR = 16000
+FPS = 30
+WINDOW, HOP = 20, 5
+
+
+def tiny_config(**overrides) -> ModelConfig:
+    kw = dict(d_model=32, n_blocks=1, mamba=MambaSettings(d_state=16, headdim=16, chunk_size=16), pose_dim=63)
+    kw.update(overrides)
+    return ModelConfig(**kw)
+
+
+class RecordingDiMGestor(DiMGestor):
+    """The real model, also keeping every window it sampled with the known frames it was given."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config)
+        self.calls: list[dict] = []
+
+    def sample(self, local, style, **kwargs):
+        window = super().sample(local, style, **kwargs)
+        known, mask = kwargs.get("known"), kwargs.get("known_mask")
+        self.calls.append(
+            dict(
+                window=window.clone(),
+                known=None if known is None else known.clone(),
+                mask=None if mask is None else mask.clone(),
+            )
+        )
+        return window
+
+
+def perturbed_model(seed: int = 0, cls=DiMGestor, **overrides) -> DiMGestor:
+    """Non-zero final and modulation layers, so motion varies with input and noise (untrained, it is constant),
+    and a non-trivial pose normalisation so published poses differ from the normalised windows."""
+    torch.manual_seed(seed)
+    model = cls(tiny_config(**overrides))
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.1 * torch.randn_like(parameter))
+    g = torch.Generator().manual_seed(seed + 100)
+    model.set_normalization(torch.randn(63, generator=g) * 0.3, torch.rand(63, generator=g) * 0.5 + 0.1)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def encoder() -> AcousticFrontEnd:
+    return AcousticFrontEnd()
+
+
+@pytest.fixture(scope="module")
+def speech() -> np.ndarray:
+    """3 s of the shipped speech clip plus an odd tail, so the last hop is partial."""
+    return load_audio(demo_audio_file(), SR)[: 3 * SR + 77]
+
+
+def config(**overrides) -> StreamingConfig:
+    kw = dict(window_frames=WINDOW, hop_frames=HOP, steps=2)
+    kw.update(overrides)
+    return StreamingConfig(**kw)
+
+
+def run_stream(generator: StreamingGestureGenerator, audio: np.ndarray, chunk_sizes) -> list[MotionHop]:
+    hops, i, k = [], 0, 0
+    while i < len(audio):
+        n = chunk_sizes[k % len(chunk_sizes)]
+        hops += generator.push(audio[i : i + n])
+        i += n
+        k += 1
+    return hops + generator.flush()
+
+
+def stacked(hops: list[MotionHop]) -> np.ndarray:
+    return np.concatenate([hop.poses for hop in hops])
+
+
+def test_hops_are_contiguous_and_flush_covers_every_pushed_sample(encoder, speech):
+    generator = StreamingGestureGenerator(perturbed_model(), encoder, config())
+    hops = run_stream(generator, speech, [1600])
+    assert hops[0].first_frame == 0
+    for previous, hop in zip(hops, hops[1:]):
+        assert hop.first_frame == previous.first_frame + len(previous.poses)
+    assert all(len(hop.poses) == HOP for hop in hops[:-1]) and 1 <= len(hops[-1].poses) <= HOP
+    total = sum(len(hop.poses) for hop in hops)
+    assert total == math.ceil(len(speech) * FPS / SR) == 91
+    poses = stacked(hops)
+    assert poses.shape == (91, 63) and poses.dtype == np.float32 and np.isfinite(poses).all()
+
+
+def test_push_returns_hops_as_soon_as_their_audio_is_in(encoder, speech):
+    generator = StreamingGestureGenerator(perturbed_model(), encoder, config())
+    # 5 motion frames need floor(5 * 50 / 30) = 8 speech frames = 2560 samples.
+    assert generator.push(speech[:2559]) == []
+    hops = generator.push(speech[2559:2560])
+    assert [hop.first_frame for hop in hops] == [0]
+    assert generator.frames_emitted == HOP
+
+
+@pytest.mark.parametrize("samples", [0, 1, 319, 5333, SR])
+def test_flush_emits_exactly_ceil_of_pushed_duration(encoder, speech, samples):
+    generator = StreamingGestureGenerator(perturbed_model(), encoder, config())
+    hops = run_stream(generator, speech[:samples], [997])
+    assert sum(len(hop.poses) for hop in hops) == math.ceil(samples * FPS / SR)
+    assert generator.flush() == []  # a second flush has nothing left to add
+
+
+@pytest.mark.parametrize("chunks", [[160], [997], [4097, 13, 320], [3 * SR + 77]])
+def test_chunk_size_of_pushed_audio_does_not_change_the_motion(encoder, speech, chunks):
+    reference = stacked(run_stream(StreamingGestureGenerator(perturbed_model(), encoder, config()), speech, [1600]))
+    poses = stacked(run_stream(StreamingGestureGenerator(perturbed_model(), encoder, config()), speech, chunks))
+    assert poses.shape == reference.shape
+    # Identical up to float32 rounding: the FFT of differently sized frame batches differs by ~5e-7 in the
+    # features. A hop given the style of different speech (e.g. all of it when pushed at once) differs by ~0.1.
+    np.testing.assert_allclose(poses, reference, rtol=0, atol=1e-4)
+
+
+def test_window_stitch_pins_published_frames_and_never_changes_them(encoder, speech):
+    model = perturbed_model(cls=RecordingDiMGestor)
+    generator = StreamingGestureGenerator(model, encoder, config())
+    hops, published_copies = [], []
+    for i in range(0, len(speech), 1234):
+        for hop in generator.push(speech[i : i + 1234]):
+            hops.append(hop)
+            published_copies.append(hop.poses.copy())
+    assert len(model.calls) == len(hops) >= 15
+
+    # Frames published in a hop are never changed afterwards.
+    for hop, copy in zip(hops, published_copies):
+        np.testing.assert_array_equal(hop.poses, copy)
+
+    timeline = torch.zeros(len(hops) * HOP, 63)  # normalised motion of every published frame
+    for i, call in enumerate(model.calls):
+        emitted, end = i * HOP, (i + 1) * HOP
+        start = max(0, end - WINDOW)
+        known_frames = emitted - start
+        window = call["window"][0]
+        assert window.shape == (end - start, 63)
+        if known_frames == 0:
+            assert call["known"] is None and call["mask"] is None
+        else:
+            # The overlap is pinned to exactly the frames published before, and only the overlap.
+            mask = call["mask"][0, :, 0]
+            assert mask[:known_frames].all() and not mask[known_frames:].any()
+            torch.testing.assert_close(call["known"][0, :known_frames], timeline[start:emitted], rtol=0, atol=0)
+            torch.testing.assert_close(window[:known_frames], timeline[start:emitted], rtol=0, atol=0)
+        timeline[emitted:end] = window[known_frames:]
+        # What was published is the window's new frames, denormalised.
+        expected = (model.pose_mean + window[known_frames:] * model.pose_std).numpy()
+        np.testing.assert_allclose(hops[i].poses, expected, rtol=0, atol=1e-6)
+
+
+def test_reset_replays_the_same_motion_and_seed_changes_it(encoder, speech):
+    audio = speech[: SR + 500]
+    generator = StreamingGestureGenerator(perturbed_model(), encoder, config(seed=1))
+    first = stacked(run_stream(generator, audio, [1600]))
+    generator.reset()
+    assert generator.frames_emitted == 0 and generator.samples_pushed == 0
+    again = stacked(run_stream(generator, audio, [1600]))
+    np.testing.assert_array_equal(again, first)
+    other = stacked(run_stream(StreamingGestureGenerator(perturbed_model(), encoder, config(seed=2)), audio, [1600]))
+    assert np.abs(other - first).mean() > 1e-2
+
+
+def test_amplitude_scales_motion_around_the_mean_pose(encoder, speech):
+    audio = speech[:SR]
+    model = perturbed_model()
+    mean = model.pose_mean.numpy()
+    base = stacked(run_stream(StreamingGestureGenerator(model, encoder, config(amplitude=1.0)), audio, [1600]))
+    half = stacked(run_stream(StreamingGestureGenerator(model, encoder, config(amplitude=0.5)), audio, [1600]))
+    still = stacked(run_stream(StreamingGestureGenerator(model, encoder, config(amplitude=0.0)), audio, [1600]))
+    np.testing.assert_allclose(half - mean, 0.5 * (base - mean), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(still, np.broadcast_to(mean, still.shape), rtol=0, atol=1e-6)
+    assert np.abs(base - mean).mean() > 1e-2
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(window_frames=10, hop_frames=11), "hop_frames"),
+        (dict(window_frames=10, hop_frames=0), "hop_frames"),
+        (dict(steps=0), "steps"),
+        (dict(steps=-3), "steps"),
+    ],
+)
+def test_bad_streaming_config_is_rejected(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        StreamingConfig(**kwargs)
+
+
+def test_hop_equal_to_window_is_allowed_and_streams(encoder, speech):
+    generator = StreamingGestureGenerator(perturbed_model(), encoder, config(window_frames=HOP, hop_frames=HOP))
+    hops = run_stream(generator, speech[:SR], [1600])
+    assert sum(len(hop.poses) for hop in hops) == FPS
+
+
+def test_encoder_feature_size_mismatch_is_rejected(encoder):
+    model = DiMGestor(tiny_config(speech_dim=40))
+    with pytest.raises(ValueError, match="43-d"):
+        StreamingGestureGenerator(model, encoder)
+
+
+def test_encoder_frame_rate_mismatch_is_rejected():
+    model = DiMGestor(tiny_config())
+    encoder = AcousticFrontEnd(AcousticConfig(hop_length=160))  # 100 fps
+    with pytest.raises(ValueError, match="100"):
+        StreamingGestureGenerator(model, encoder)
