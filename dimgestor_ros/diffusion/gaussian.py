@@ -14,6 +14,8 @@ from torch import nn
 
 from ..model.config import DiffusionConfig
 
+SAMPLERS = ("ddim", "ddpm", "dpmpp2m")
+
 # (x_t (B, L, D), t (B,)) -> the network's prediction (x0 or eps, per DiffusionConfig.prediction)
 Denoise = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -71,37 +73,71 @@ class GaussianDiffusion(nn.Module):
         return torch.mean((prediction - target) ** 2)
 
     @torch.no_grad()
-    def ddim_sample(
+    def sample(
         self,
         denoise: Denoise,
         shape: tuple[int, int, int],
         steps: int,
+        sampler: str = "ddim",
         eta: float = 0.0,
         generator: torch.Generator | None = None,
         known: torch.Tensor | None = None,
         known_mask: torch.Tensor | None = None,
         device: torch.device | None = None,
+        clip_x0: float | None = None,
     ) -> torch.Tensor:
-        """DDIM (Song et al. 2021) with ``steps`` evenly spaced steps; eta = 1 is DDPM-like, 0 deterministic.
+        """Sample with ``steps`` network evaluations on evenly spaced timesteps.
 
+        Samplers: "ddim" (Song et al. 2021; eta 0 deterministic, eta 1 DDPM-like), "ddpm" (ancestral sampling
+        with the posterior variance, Ho et al. 2020; all training steps when steps = num_train_steps) and
+        "dpmpp2m" (DPM-Solver++(2M), Lu et al. 2022: second-order multistep, good motion in few steps).
         known (B, L, D) and known_mask (B, L, 1) pin frames that must match already generated motion.
+        clip_x0 bounds the predicted clean sample (in normalised units), which keeps eps-prediction stable.
         """
+        if sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
         steps = min(steps, self.num_train_steps)
-        timesteps = torch.linspace(self.num_train_steps - 1, 0, steps, device=device).round().long()
+        timesteps = torch.linspace(self.num_train_steps - 1, 0, steps, device=device).round().long().tolist()
         x = torch.randn(shape, device=device, generator=generator)
-        for i, t_value in enumerate(timesteps.tolist()):
+        previous_x0 = None
+        previous_h = None
+        for i, t_value in enumerate(timesteps):
             t = torch.full((shape[0],), t_value, device=device, dtype=torch.long)
             if known is not None:
                 noised_known = self.q_sample(known, t, torch.randn(shape, device=device, generator=generator))
                 x = torch.where(known_mask, noised_known, x)
             x0, eps = self.split_prediction(denoise(x, t), x, t)
+            if clip_x0 is not None:
+                x0 = x0.clamp(-clip_x0, clip_x0)
+                abar_t = self.alphas_cumprod[t_value]
+                eps = (x - abar_t.sqrt() * x0) / (1 - abar_t).sqrt()
             if i == steps - 1:
                 x = x0
                 break
             abar = self.alphas_cumprod[t_value]
             abar_next = self.alphas_cumprod[timesteps[i + 1]]
+            if sampler == "dpmpp2m":
+                # lambda = log(alpha / sigma); the update is exact for the linear part of the ODE.
+                alpha_next, sigma, sigma_next = abar_next.sqrt(), (1 - abar).sqrt(), (1 - abar_next).sqrt()
+                h = 0.5 * (torch.log(abar_next / (1 - abar_next)) - torch.log(abar / (1 - abar)))
+                data = x0
+                # second order from the second step on, except the final step to t = 0, whose large log-SNR jump
+                # makes the extrapolation overshoot (the "lower order final" rule of DPM-Solver implementations)
+                if previous_x0 is not None and i < steps - 2:
+                    r = previous_h / h
+                    data = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * previous_x0
+                x = (sigma_next / sigma) * x - alpha_next * torch.expm1(-h) * data
+                previous_x0, previous_h = x0, h
+                continue
+            if sampler == "ddpm":
+                # posterior q(x_next | x_t, x0) of the respaced chain
+                beta = 1 - abar / abar_next
+                mean = (abar_next.sqrt() * beta * x0 + (abar / abar_next).sqrt() * (1 - abar_next) * x) / (1 - abar)
+                variance = beta * (1 - abar_next) / (1 - abar)
+                x = mean + variance.sqrt() * torch.randn(shape, device=device, generator=generator)
+                continue
             sigma = eta * ((1 - abar_next) / (1 - abar) * (1 - abar / abar_next)).clamp_min(0).sqrt()
             direction = (1 - abar_next - sigma**2).clamp_min(0).sqrt() * eps
             noise = torch.randn(shape, device=device, generator=generator) if eta > 0 else 0.0

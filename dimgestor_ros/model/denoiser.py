@@ -16,10 +16,10 @@ from .config import ModelConfig
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
-    """Sinusoidal embedding (B,) -> (B, dim)."""
+    """Sinusoidal embedding (...,) -> (..., dim); t may be per sequence (B,) or per token (B, L)."""
     half = dim // 2
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
-    angles = t.float()[:, None] * freqs[None]
+    angles = t.float()[..., None] * freqs
     return torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)
 
 
@@ -45,14 +45,17 @@ class GestureDenoiser(nn.Module):
         style: torch.Tensor,
         drop_condition: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """x_t (B, L, pose_dim), t (B,), local (B, L, D), style (B, D); drop_condition (B,) bool -> (B, L, pose_dim)."""
+        """x_t (B, L, pose_dim), t (B,) or per-token (B, L), local (B, L, D), style (B, D); drop_condition (B,)
+        bool -> (B, L, pose_dim). Per-token timesteps give a per-token AdaLN condition (rolling schedules)."""
         if drop_condition is not None:
             keep = ~drop_condition
             local = torch.where(keep[:, None, None], local, self.null_local.expand_as(local))
             style = torch.where(keep[:, None], style, self.null_style.expand_as(style))
         h = self.gesture_encoder(x_t.transpose(1, 2)).transpose(1, 2)  # (B, pose_dim, L) conv -> (B, L, D)
         h = h + self.local_proj(local)
-        cond = self.time_mlp(timestep_embedding(t, self.d_model)) + self.style_mlp(style)  # (B, D)
+        cond = self.time_mlp(timestep_embedding(t, self.d_model))  # (B, D) or (B, L, D)
+        style_cond = self.style_mlp(style)  # (B, D)
+        cond = cond + (style_cond[:, None] if cond.dim() == 3 else style_cond)
         for block in self.blocks:
             h = block(h, cond)
         return self.final(h, cond)

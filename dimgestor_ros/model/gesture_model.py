@@ -61,6 +61,7 @@ class DiMGestor(nn.Module):
         local: torch.Tensor,
         style: torch.Tensor,
         steps: int = 10,
+        sampler: str = "ddim",
         eta: float = 0.0,
         guidance: float = 1.0,
         generator: torch.Generator | None = None,
@@ -78,10 +79,11 @@ class DiMGestor(nn.Module):
             unconditioned = self.denoiser(x_t, t, local, style, dropped)
             return unconditioned + guidance * (conditioned - unconditioned)
 
-        return self.diffusion.ddim_sample(
+        return self.diffusion.sample(
             denoise,
             (b, length, self.config.pose_dim),
             steps=steps,
+            sampler=sampler,
             eta=eta,
             generator=generator,
             known=known,

@@ -19,6 +19,7 @@ from std_msgs.msg import Float32MultiArray
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from ..audio.sources import AUDIO_SOURCE_KINDS, FileSource, MicSource, PushSource, resolve_source_kind
+from ..diffusion.gaussian import SAMPLERS
 from ..errors import UserError
 from ..features.factory import make_speech_encoder
 from ..model.gesture_model import DiMGestor
@@ -59,7 +60,8 @@ class GestureNode(Node):
                          (8, 1200), read_only=True)
         hop = declare(self, "hop_frames", defaults.hop_frames, "New frames published per hop.", (1, 600),
                       read_only=True)
-        steps = declare(self, "sampling_steps", defaults.steps, "DDIM steps per window.", (1, 200))
+        steps = declare(self, "sampling_steps", defaults.steps, "Sampling steps per window.", (1, 200))
+        sampler = declare(self, "sampler", defaults.sampler, "Diffusion sampler.", read_only=True, choices=SAMPLERS)
         guidance = declare(self, "guidance", defaults.guidance, "Classifier-free guidance scale (1: off).", (0.0, 10.0))
         amplitude = declare(self, "amplitude", defaults.amplitude, "Gesture amplitude around the mean pose.",
                             (0.0, 3.0))
@@ -77,7 +79,7 @@ class GestureNode(Node):
         weights = self.weights or str(default_weights_dir())
         model = DiMGestor.load(weights)
         encoder = make_speech_encoder(model.config.speech_encoder)
-        config = StreamingConfig(window_frames=window, hop_frames=hop, steps=steps, guidance=guidance,
+        config = StreamingConfig(window_frames=window, hop_frames=hop, steps=steps, sampler=sampler, guidance=guidance,
                                  amplitude=amplitude, seed=seed)
         self.generator = StreamingGestureGenerator(model, encoder, config)
         self.fps = model.config.motion_fps

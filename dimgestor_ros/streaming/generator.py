@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..diffusion.gaussian import SAMPLERS
 from ..features.acoustic import AcousticFrontEnd
 from ..model.gesture_model import DiMGestor
 
@@ -21,7 +22,8 @@ from ..model.gesture_model import DiMGestor
 class StreamingConfig:
     window_frames: int = 60  # frames the denoiser sees at once (2 s at 30 fps)
     hop_frames: int = 15  # new frames per generated hop (0.5 s at 30 fps)
-    steps: int = 8  # DDIM sampling steps per window
+    steps: int = 8  # sampling steps (network evaluations) per window
+    sampler: str = "ddim"  # "ddim", "ddpm" or "dpmpp2m" (see diffusion/gaussian.py)
     eta: float = 0.0
     guidance: float = 1.0  # classifier-free guidance scale (1 = off)
     amplitude: float = 1.0  # scales motion around the mean pose
@@ -32,6 +34,8 @@ class StreamingConfig:
             raise ValueError(
                 f"hop_frames ({self.hop_frames}) must be between 1 and window_frames ({self.window_frames})"
             )
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
         if self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
 
@@ -127,6 +131,7 @@ class StreamingGestureGenerator:
             local,
             self._style,
             steps=c.steps,
+            sampler=c.sampler,
             eta=c.eta,
             guidance=c.guidance,
             generator=self._rng,
