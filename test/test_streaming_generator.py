@@ -221,3 +221,45 @@ def test_encoder_frame_rate_mismatch_is_rejected():
     encoder = AcousticFrontEnd(AcousticConfig(hop_length=160))  # 100 fps
     with pytest.raises(ValueError, match="100"):
         StreamingGestureGenerator(model, encoder)
+
+
+def _style_test_generator():
+    torch.manual_seed(0)
+    model = DiMGestor(ModelConfig(d_model=32, n_blocks=1, mamba=MambaSettings(d_state=16, headdim=16, chunk_size=16)))
+    for parameter in model.parameters():
+        parameter.data += 0.05 * torch.randn_like(parameter)
+    generator = StreamingGestureGenerator(model, AcousticFrontEnd(), StreamingConfig(window_frames=30, hop_frames=15,
+                                                                                        steps=2))
+    t = np.arange(16000) / 16000
+    calm = (0.05 * np.sin(2 * np.pi * 120 * t)).astype(np.float32)
+    lively = (0.6 * np.sin(2 * np.pi * 240 * t) * (np.sin(2 * np.pi * 3 * t) > 0)).astype(np.float32)
+    return generator, calm, lively
+
+
+def test_style_blend_interpolates_between_heard_and_fixed_style():
+    generator, calm, lively = _style_test_generator()
+    fixed = generator.style_of(lively)
+    generator.push(calm)
+    heard = generator.current_style().clone()
+    generator.set_style(fixed)
+    for blend, expected in ((0.0, heard[0]), (1.0, fixed), (0.25, 0.75 * heard[0] + 0.25 * fixed)):
+        generator.config.style_blend = blend
+        torch.testing.assert_close(generator.current_style()[0], expected)
+    assert (fixed - heard[0]).abs().max() > 1e-3  # the two clips really sound different to the model
+
+
+def test_fixed_style_changes_the_generated_motion():
+    generator, calm, lively = _style_test_generator()
+    plain = np.concatenate([h.poses for h in generator.push(calm)])
+    generator.reset()
+    generator.set_style(generator.style_of(lively) * 5.0)
+    generator.config.style_blend = 1.0
+    styled = np.concatenate([h.poses for h in generator.push(calm)])
+    assert plain.shape == styled.shape
+    assert np.abs(plain - styled).max() > 1e-4
+
+
+def test_style_of_the_wrong_size_is_refused():
+    generator, _, _ = _style_test_generator()
+    with pytest.raises(ValueError, match="style vector has 32 values"):
+        generator.set_style(torch.zeros(7))

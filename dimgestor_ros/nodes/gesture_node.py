@@ -18,6 +18,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Float32MultiArray
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
+from ..audio.io import load_audio
 from ..audio.sources import AUDIO_SOURCE_KINDS, FileSource, MicSource, PushSource, resolve_source_kind
 from ..diffusion.gaussian import SAMPLERS
 from ..errors import UserError
@@ -65,6 +66,10 @@ class GestureNode(Node):
         guidance = declare(self, "guidance", defaults.guidance, "Classifier-free guidance scale (1: off).", (0.0, 10.0))
         amplitude = declare(self, "amplitude", defaults.amplitude, "Gesture amplitude around the mean pose.",
                             (0.0, 3.0))
+        style_blend = declare(self, "style_blend", defaults.style_blend, "How much of the style from style_file "
+                              "replaces the style heard in the speech (0: none, 1: all).", (0.0, 1.0))
+        self.style_file = declare(self, "style_file", "", "Speech clip whose style to blend in (style_blend); "
+                                  "empty: none.", read_only=True)
         seed = declare(self, "seed", defaults.seed, "Random seed of the sampler.", (0, 2**31 - 1), read_only=True)
         threads = declare(self, "num_threads", 2, "CPU threads for inference.", (1, 256), read_only=True)
         self.frame_id = declare(self, "frame_id", "world", "frame_id of published motion.", read_only=True)
@@ -79,9 +84,11 @@ class GestureNode(Node):
         weights = self.weights or str(default_weights_dir())
         model = DiMGestor.load(weights)
         encoder = make_speech_encoder(model.config.speech_encoder)
-        config = StreamingConfig(window_frames=window, hop_frames=hop, steps=steps, sampler=sampler, guidance=guidance,
+        config = StreamingConfig(window_frames=window, hop_frames=hop, steps=steps, sampler=sampler, guidance=guidance, style_blend=style_blend,
                                  amplitude=amplitude, seed=seed)
         self.generator = StreamingGestureGenerator(model, encoder, config)
+        if self.style_file:
+            self.generator.set_style(self.generator.style_of(load_audio(self.style_file, encoder.sample_rate)))
         self.fps = model.config.motion_fps
         self.skeleton = HUMANOID
         if model.config.pose_dim != self.skeleton.num_dofs:
@@ -134,6 +141,8 @@ class GestureNode(Node):
                 config.guidance = float(param.value)
             elif param.name == "amplitude":
                 config.amplitude = float(param.value)
+            elif param.name == "style_blend":
+                config.style_blend = float(param.value)
         return SetParametersResult(successful=True)
 
     def _stream(self) -> None:

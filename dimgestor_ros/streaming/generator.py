@@ -27,6 +27,7 @@ class StreamingConfig:
     eta: float = 0.0
     guidance: float = 1.0  # classifier-free guidance scale (1 = off)
     amplitude: float = 1.0  # scales motion around the mean pose
+    style_blend: float = 0.0  # 0: the style heard in the speech; 1: the fixed style set with set_style()
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -38,6 +39,8 @@ class StreamingConfig:
             raise ValueError(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
         if self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if not 0.0 <= self.style_blend <= 1.0:
+            raise ValueError(f"style_blend must be in [0, 1], got {self.style_blend}")
 
 
 @dataclass
@@ -57,7 +60,33 @@ class StreamingGestureGenerator:
         self.encoder = encoder
         self.config = config or StreamingConfig()
         self.fps = model.config.motion_fps
+        self.fixed_style: torch.Tensor | None = None  # (1, D) a style to blend in, e.g. one extracted from a clip
         self.reset()
+
+    def set_style(self, style: torch.Tensor | np.ndarray | None) -> None:
+        """Fix or blend a style (a global fuzzy feature of shape (D,), e.g. from ``style_of`` on another clip);
+        ``config.style_blend`` says how much of it replaces the style heard in the speech. None clears it."""
+        if style is None:
+            self.fixed_style = None
+            return
+        style = torch.as_tensor(style, dtype=torch.float32).reshape(1, -1)
+        if style.shape[1] != self.model.config.d_model:
+            raise ValueError(f"a style vector has {self.model.config.d_model} values, got {style.shape[1]}")
+        self.fixed_style = style
+
+    def style_of(self, audio: np.ndarray) -> torch.Tensor:
+        """The global fuzzy style (D,) of a whole clip: what a speaker 'sounds like' to the model."""
+        features = torch.from_numpy(self.encoder.encode(audio))[None]
+        with torch.no_grad():
+            _, style = self.model.fuzzy(features)
+        return style[0]
+
+    def current_style(self) -> torch.Tensor:
+        """(1, D) the style the next window is generated with."""
+        blend = self.config.style_blend
+        if self.fixed_style is None or blend == 0.0:
+            return self._style
+        return (1.0 - blend) * self._style + blend * self.fixed_style
 
     def reset(self) -> None:
         """Forget the stream: the next sample pushed is sample 0 again."""
@@ -129,7 +158,7 @@ class StreamingGestureGenerator:
             mask[:, :known_frames] = True
         window = self.model.sample(
             local,
-            self._style,
+            self.current_style(),
             steps=c.steps,
             sampler=c.sampler,
             eta=c.eta,
