@@ -44,6 +44,8 @@ setup(
         "urdf-parser-py",
     ],
     extras_require={
+        # Pretrained HuBERT speech encoders (transformers) and their ONNX export / runtime.
+        "hubert": ["transformers", "onnxruntime", "onnx"],
         # CUDA-only fused kernels; see README "GPU".
         "gpu": ["mamba-ssm", "causal-conv1d", "onnxruntime-gpu"],
     },

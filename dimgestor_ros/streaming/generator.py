@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..diffusion.gaussian import SAMPLERS
-from ..features.acoustic import AcousticFrontEnd
+from ..features.factory import SpeechEncoder
 from ..model.gesture_model import DiMGestor
 
 
@@ -50,7 +50,7 @@ class MotionHop:
 
 
 class StreamingGestureGenerator:
-    def __init__(self, model: DiMGestor, encoder: AcousticFrontEnd, config: StreamingConfig | None = None) -> None:
+    def __init__(self, model: DiMGestor, encoder: SpeechEncoder, config: StreamingConfig | None = None) -> None:
         if encoder.dim != model.config.speech_dim or encoder.frame_rate != model.config.speech_fps:
             raise ValueError(
                 f"speech encoder gives {encoder.dim}-d features at {encoder.frame_rate} fps but the model expects "
