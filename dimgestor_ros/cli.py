@@ -1,4 +1,4 @@
-"""`dimgestor`: the command-line tools (benchmarks now; generation, training and evaluation as they land)."""
+"""`dimgestor`: the command-line tools (benchmarks, ONNX export; generation, training and evaluation as they land)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,14 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_onnx(args: argparse.Namespace) -> int:
+    from .features.onnx_encoder import export_hubert_onnx
+
+    out = export_hubert_onnx(args.model_dir, args.output, layer=args.layer, opset=args.opset)
+    print(f"wrote {out}; use it with speech encoder 'hubert-onnx' (onnx_path={out})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dimgestor", description="dimgestor_ros command-line tools.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -26,6 +34,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="two window lengths and fewer repeats")
     bench.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     bench.set_defaults(handler=_bench)
+    export = commands.add_parser(
+        "export-onnx", help="export a HuBERT speech encoder to ONNX",
+        description="Export a local HuBERT checkpoint folder (transformers format) to ONNX for onnxruntime.")
+    export.add_argument("model_dir", type=Path, help="HuBERT folder (config.json + weights), e.g. chinese-hubert-base")
+    export.add_argument("-o", "--output", type=Path, required=True, help="the .onnx file to write")
+    export.add_argument("--layer", type=int, default=-1, help="hidden layer to export (default -1: the last)")
+    export.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    export.set_defaults(handler=_export_onnx)
     return parser
 
 

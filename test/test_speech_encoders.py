@@ -12,11 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("transformers")
-
 from dimgestor_ros.errors import UserError  # noqa: E402
 from dimgestor_ros.features.factory import SpeechEncoder, make_speech_encoder  # noqa: E402
 from dimgestor_ros.features.hubert import HubertEncoder, conv_geometry, normalise_waveform  # noqa: E402
+from dimgestor_ros.features.onnx_encoder import OnnxSpeechEncoder  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 HIDDEN = 32
@@ -115,7 +114,6 @@ def test_selected_layer(hubert_dirs):
 
 
 def test_onnx_matches_pytorch(encoder, onnx_file):
-    from dimgestor_ros.features.onnx_encoder import OnnxSpeechEncoder
 
     onnx_encoder = OnnxSpeechEncoder(onnx_file, context_seconds=2.0, num_threads=1)
     assert isinstance(onnx_encoder, SpeechEncoder)
@@ -238,3 +236,24 @@ def test_import_stays_light():
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+def test_dimgestor_export_onnx_command_writes_a_runnable_model(hubert_dirs, tmp_path):
+    from conftest import VENV_BIN
+
+    out = tmp_path / "hubert.onnx"
+    result = subprocess.run([str(VENV_BIN / "dimgestor"), "export-onnx", str(hubert_dirs[0]), "-o", str(out)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    audio = speech_like(2.0)
+    np.testing.assert_allclose(OnnxSpeechEncoder(out).encode(audio), HubertEncoder(hubert_dirs[0]).encode(audio),
+                               atol=1e-4)
+
+
+def test_dimgestor_export_onnx_of_a_missing_folder_is_a_one_line_error(tmp_path):
+    from conftest import VENV_BIN
+
+    result = subprocess.run([str(VENV_BIN / "dimgestor"), "export-onnx", str(tmp_path / "nope"), "-o",
+                             str(tmp_path / "x.onnx")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and "nope" in result.stderr
