@@ -114,7 +114,6 @@ def test_selected_layer(hubert_dirs):
 
 
 def test_onnx_matches_pytorch(encoder, onnx_file):
-
     onnx_encoder = OnnxSpeechEncoder(onnx_file, context_seconds=2.0, num_threads=1)
     assert isinstance(onnx_encoder, SpeechEncoder)
     assert (onnx_encoder.sample_rate, onnx_encoder.frame_rate, onnx_encoder.dim) == (16000, 50.0, HIDDEN)
