@@ -220,7 +220,7 @@ def test_mapper_output_stays_within_position_and_velocity_limits_across_calls(ro
     mapper = JointMapper(robot, HUMANOID.dof_names, FPS)
     previous = mapper.last_command.copy()
     np.testing.assert_array_equal(previous, robot.home)
-    for call in range(12):
+    for _ in range(12):
         kind = ["normal", "huge", "invalid"][rng.integers(3)]
         poses = random_poses(rng, kind, int(rng.integers(1, 40)))
         commands = mapper.map(poses)
