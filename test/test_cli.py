@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 
+import numpy as np
+
 from conftest import VENV_BIN
 
 DIMGESTOR = str(VENV_BIN / "dimgestor")
@@ -36,3 +38,25 @@ def test_unknown_bench_target_is_refused_without_traceback():
     result = subprocess.run([DIMGESTOR, "bench", "everything"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "invalid choice" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bench_streaming_reports_rtf_and_latency_per_configuration_default_first(tmp_path):
+    out = tmp_path / "streaming.json"
+    result = subprocess.run([DIMGESTOR, "bench", "streaming", "--minutes", "0.2", "--out", str(out)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    configurations = json.loads(out.read_text())["configurations"]
+    assert next(iter(configurations)) == "default"
+    for figures in configurations.values():
+        assert 0 < figures["rtf"] < 10
+        assert 0 < figures["latency_ms"]["p50"] <= figures["latency_ms"]["p95"] <= figures["latency_ms"]["max"]
+        assert figures["frames"] >= 0.2 * 60 * 30 - figures["config"]["hop_frames"]
+
+
+def test_paced_latency_replay_queues_work_behind_slow_chunks():
+    from dimgestor_ros.bench.streaming import paced_latencies
+
+    arrivals = [0.05, 0.10, 0.15]
+    # the first chunk takes 0.12 s, so the second waits for it; only chunks 1 and 3 complete hops
+    latencies = paced_latencies(np.array(arrivals), np.array([0.12, 0.01, 0.01]), np.array([1, 0, 1]))
+    np.testing.assert_allclose(latencies, [0.12, (0.05 + 0.12 + 0.01 + 0.01) - 0.15])

@@ -1,0 +1,118 @@
+"""`dimgestor bench streaming`: real-time factor and latency of the streaming generator, per configuration.
+
+A long clip (the shipped speech clip looped to ``--minutes``) is pushed through StreamingGestureGenerator in
+50 ms chunks as fast as possible, timing every push. Latency is then what a paced (microphone) stream would see,
+replayed from those measured compute times: chunk k arrives at k x 50 ms, is processed as soon as the previous
+chunk is done, and a hop's latency is the time from the arrival of the audio chunk that completes it to the end
+of the push that publishes it. The hop's own length (the audio it covers) is not counted: "latency beyond the
+hop". RTF is total compute time / audio duration.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..audio.io import load_audio
+from ..features.factory import make_speech_encoder
+from ..model.gesture_model import DiMGestor
+from ..paths import default_weights_dir, demo_audio_file
+from ..streaming.generator import StreamingConfig, StreamingGestureGenerator
+
+CHUNK_SECONDS = 0.05
+
+
+def _rss_mb() -> float:
+    import resource
+
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def paced_latencies(arrivals: np.ndarray, compute: np.ndarray, hops_per_chunk: np.ndarray) -> np.ndarray:
+    """Replay measured compute times as a paced stream: one latency (s) per hop published."""
+    latencies = []
+    finish = 0.0
+    for arrival, cost, hops in zip(arrivals, compute, hops_per_chunk):
+        finish = max(finish, arrival) + cost
+        latencies += [finish - arrival] * int(hops)
+    return np.asarray(latencies)
+
+
+def measure(model: DiMGestor, audio: np.ndarray, config: StreamingConfig) -> dict:
+    encoder = make_speech_encoder(model.config.speech_encoder)
+    generator = StreamingGestureGenerator(model, encoder, config)
+    chunk = int(CHUNK_SECONDS * encoder.sample_rate)
+    rss_start = _rss_mb()
+    compute, hops = [], []
+    for start in range(0, len(audio), chunk):
+        began = time.perf_counter()
+        published = generator.push(audio[start : start + chunk])
+        compute.append(time.perf_counter() - began)
+        hops.append(len(published))
+    rss_end = _rss_mb()
+    compute_s, hops_n = np.asarray(compute), np.asarray(hops)
+    arrivals = (np.arange(len(compute_s)) + 1) * CHUNK_SECONDS  # the chunk's last sample arrives then
+    latencies = paced_latencies(arrivals, compute_s, hops_n) * 1000
+    duration = len(audio) / encoder.sample_rate
+    return {
+        "config": asdict(config),
+        "audio_seconds": duration,
+        "rtf": float(compute_s.sum() / duration),
+        "latency_ms": {
+            "p50": float(np.percentile(latencies, 50)),
+            "p95": float(np.percentile(latencies, 95)),
+            "max": float(latencies.max()),
+        },
+        "hops": int(hops_n.sum()),
+        "frames": int(generator.frames_emitted),
+        "rss_mb": {"start": rss_start, "end": rss_end},
+    }
+
+
+def configurations() -> list[tuple[str, StreamingConfig]]:
+    """The default configuration first, then variants that trade quality for latency."""
+    return [
+        ("default", StreamingConfig()),
+        ("steps4", StreamingConfig(steps=4)),
+        ("dpmpp2m_steps4", StreamingConfig(steps=4, sampler="dpmpp2m")),
+        ("hop10_window45", StreamingConfig(hop_frames=10, window_frames=45)),
+    ]
+
+
+def run(out: Path | None, minutes: float, threads: int = 2, weights: Path | None = None) -> dict:
+    torch.set_num_threads(threads)
+    model = DiMGestor.load(weights or default_weights_dir())
+    clip = load_audio(demo_audio_file(), 16000)
+    repeats = max(1, int(np.ceil(minutes * 60 * 16000 / len(clip))))
+    audio = np.tile(clip, repeats)[: int(minutes * 60 * 16000)]
+    measure(model, audio[: 5 * 16000], StreamingConfig())  # warm-up: first-call allocations are not drift
+    results = {}
+    for name, config in configurations():
+        result = measure(model, audio, config)
+        results[name] = result
+        print(
+            f"{name:>16}: rtf {result['rtf']:.3f}  latency beyond hop p50 {result['latency_ms']['p50']:7.1f} ms  "
+            f"p95 {result['latency_ms']['p95']:7.1f} ms  rss {result['rss_mb']['start']:.0f} -> "
+            f"{result['rss_mb']['end']:.0f} MB",
+            flush=True,
+        )
+    report = {
+        "benchmark": "streaming",
+        "machine": {"platform": platform.platform(), "threads": threads, "torch": torch.__version__},
+        "weights": str(weights or default_weights_dir()),
+        "audio_minutes": minutes,
+        "latency_definition": __doc__.split("\n\n")[1].replace("\n", " "),
+        "configurations": results,
+    }
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {out}")
+    return report
