@@ -7,7 +7,6 @@ compare the ratios printed from one run rather than absolute figures across runs
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import platform
 import resource
@@ -17,6 +16,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+
+from .report import rss_mb, write_report
 
 
 @dataclass
@@ -30,10 +31,6 @@ class DenoiserCase:
     warmup: int = 3
     threads: int = 2
 
-
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
 
 
 def _measure(case: DenoiserCase, queue) -> None:
@@ -49,7 +46,7 @@ def _measure(case: DenoiserCase, queue) -> None:
     local = torch.randn(case.batch, case.frames, d)
     style = torch.randn(case.batch, d)
     t = torch.full((case.batch,), 500, dtype=torch.long)
-    baseline = _rss_mb()
+    baseline = rss_mb()
     peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     times = []
     with torch.inference_mode():
@@ -107,8 +104,5 @@ def run(out: Path | None, quick: bool, threads: int = 2) -> dict:
         "unit_notes": "ms_per_step: median time of one denoiser forward (batch 1) over the whole window",
         "results": rows,
     }
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"wrote {out}")
+    write_report(report, out)
     return report

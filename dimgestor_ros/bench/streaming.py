@@ -10,7 +10,6 @@ hop". RTF is total compute time / audio duration.
 
 from __future__ import annotations
 
-import json
 import platform
 import time
 from dataclasses import asdict
@@ -24,15 +23,10 @@ from ..features.factory import make_speech_encoder
 from ..model.gesture_model import DiMGestor
 from ..paths import default_weights_dir, demo_audio_file
 from ..streaming.generator import StreamingConfig, StreamingGestureGenerator
+from .report import rss_mb, write_report
 
 CHUNK_SECONDS = 0.05
 
-
-def _rss_mb() -> float:
-    import resource
-
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
 
 
 def paced_latencies(arrivals: np.ndarray, compute: np.ndarray, hops_per_chunk: np.ndarray) -> np.ndarray:
@@ -49,14 +43,14 @@ def measure(model: DiMGestor, audio: np.ndarray, config: StreamingConfig) -> dic
     encoder = make_speech_encoder(model.config.speech_encoder)
     generator = StreamingGestureGenerator(model, encoder, config)
     chunk = int(CHUNK_SECONDS * encoder.sample_rate)
-    rss_start = _rss_mb()
+    rss_start = rss_mb()
     compute, hops = [], []
     for start in range(0, len(audio), chunk):
         began = time.perf_counter()
         published = generator.push(audio[start : start + chunk])
         compute.append(time.perf_counter() - began)
         hops.append(len(published))
-    rss_end = _rss_mb()
+    rss_end = rss_mb()
     compute_s, hops_n = np.asarray(compute), np.asarray(hops)
     arrivals = (np.arange(len(compute_s)) + 1) * CHUNK_SECONDS  # the chunk's last sample arrives then
     latencies = paced_latencies(arrivals, compute_s, hops_n) * 1000
@@ -111,8 +105,5 @@ def run(out: Path | None, minutes: float, threads: int = 2, weights: Path | None
         "latency_definition": __doc__.split("\n\n")[1].replace("\n", " "),
         "configurations": results,
     }
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"wrote {out}")
+    write_report(report, out)
     return report
