@@ -13,13 +13,20 @@ from functools import cached_property
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+POSITION_CHANNELS = ("Xposition", "Yposition", "Zposition")
+ROTATION_CHANNELS = ("Xrotation", "Yrotation", "Zrotation")
+
 
 @dataclass(frozen=True)
 class Bone:
     name: str
     parent: int  # index into Skeleton.bones, -1 for the root
-    offset: tuple[float, float, float]  # rest-pose offset from the parent, metres
+    offset: tuple[float, float, float]  # rest-pose offset from the parent, metres (file units inside a BvhMotion)
     rotation_order: str = "ZXY"  # BVH channel order of this bone's rotation
+    # BVH channels in file order, for skeletons read from BVH files whose channels need not fit the pose layout
+    # (translation on non-root joints, fewer than three rotations). None: the pose layout, see Skeleton.bone_channels.
+    channels: tuple[str, ...] | None = None
+    end_site: tuple[float, float, float] | None = None  # BVH "End Site" offset below this bone, if it has one
 
 
 @dataclass(frozen=True)
@@ -35,6 +42,30 @@ class Skeleton:
                 raise ValueError(f"bone {bone.name!r}: parent index {bone.parent} must come before the bone")
             if sorted(bone.rotation_order.upper()) != ["X", "Y", "Z"]:
                 raise ValueError(f"bone {bone.name!r}: rotation order {bone.rotation_order!r} is not a permutation of XYZ")
+            if bone.channels is not None:
+                unknown = [c for c in bone.channels if c not in POSITION_CHANNELS + ROTATION_CHANNELS]
+                if unknown or len(set(bone.channels)) != len(bone.channels):
+                    raise ValueError(f"bone {bone.name!r}: channels {bone.channels!r} must be distinct BVH channel names")
+
+    @cached_property
+    def bone_channels(self) -> list[tuple[str, ...]]:
+        """Each bone's BVH channels in order; without explicit channels, the layout of the pose vector.
+
+        The default (root: X/Y/Z position then its rotation order; other bones: their rotation order) makes the
+        channel values of a frame the same vector as the pose, so BVH code and pose code share one layout.
+        """
+        result = []
+        for index, bone in enumerate(self.bones):
+            if bone.channels is not None:
+                result.append(bone.channels)
+                continue
+            rotations = tuple(f"{axis.upper()}rotation" for axis in bone.rotation_order)
+            result.append(POSITION_CHANNELS + rotations if index == 0 else rotations)
+        return result
+
+    @property
+    def num_channels(self) -> int:
+        return sum(len(channels) for channels in self.bone_channels)
 
     @cached_property
     def bone_names(self) -> list[str]:
