@@ -42,6 +42,7 @@ setup(
         "safetensors",
         "pyyaml",
         "urdf-parser-py",
+        "tqdm",
     ],
     extras_require={
         # Pretrained HuBERT speech encoders (transformers) and their ONNX export / runtime.

@@ -1,4 +1,4 @@
-"""`dimgestor`: the command-line tools (benchmarks, ONNX export; generation, training and evaluation as they land)."""
+"""`dimgestor`: the command-line tools (synthetic corpus, training, evaluation, benchmarks, ONNX export)."""
 
 from __future__ import annotations
 
@@ -50,6 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--layer", type=int, default=-1, help="hidden layer to export (default -1: the last)")
     export.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     export.set_defaults(handler=_export_onnx)
+
+    from .corpus.synthetic import add_make_corpus_parser
+    from .evaluation.report import add_eval_parser
+    from .training.trainer import add_train_parser
+
+    add_make_corpus_parser(commands)
+    add_train_parser(commands)
+    add_eval_parser(commands)
     return parser
 
 

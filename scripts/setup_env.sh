@@ -21,11 +21,12 @@ fi
 
 log() { echo "[setup] $*"; }
 
-# Debian packages: PortAudio (microphones), a C/C++ toolchain and CMake (building msg/).
+# Debian packages: PortAudio (microphones), a C/C++ toolchain and CMake (building msg/), espeak-ng (synthetic corpus).
 missing=()
 dpkg -s libportaudio2 >/dev/null 2>&1 || missing+=(libportaudio2)
 command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 command -v g++ >/dev/null 2>&1 || missing+=(g++)
+command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)  # synthetic speech for the synthetic gesture corpus
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     log "installing Debian packages: ${missing[*]}"

@@ -104,6 +104,8 @@ def test_neutral_pose_hangs_the_hands_below_the_shoulders():
     positions = forward_kinematics(HUMANOID, neutral_pose()[None])[0]
     for side in ("Left", "Right"):
         assert positions[names.index(f"{side}Hand"), 1] < positions[names.index(f"{side}Shoulder"), 1] - 0.4
+        # the elbows bend forward (the character faces +Z): the hand is in front of the elbow
+        assert positions[names.index(f"{side}Hand"), 2] > positions[names.index(f"{side}ForeArm"), 2] + 0.03
 
 
 def test_round_trip_is_lossless_for_non_root_translation_and_end_sites(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 
 import numpy as np
@@ -60,3 +61,27 @@ def test_paced_latency_replay_queues_work_behind_slow_chunks():
     # the first chunk takes 0.12 s, so the second waits for it; only chunks 1 and 3 complete hops
     latencies = paced_latencies(np.array(arrivals), np.array([0.12, 0.01, 0.01]), np.array([1, 0, 1]))
     np.testing.assert_allclose(latencies, [0.12, (0.05 + 0.12 + 0.01 + 0.01) - 0.15])
+
+
+def test_make_corpus_then_train_gives_weights_the_streaming_generator_runs(tmp_path):
+    """The commands chain: a synthetic corpus (espeak-ng) -> `dimgestor train` -> a weights folder that loads."""
+    from dimgestor_ros.features.factory import make_speech_encoder
+    from dimgestor_ros.model.gesture_model import DiMGestor
+    from dimgestor_ros.streaming.generator import StreamingConfig, StreamingGestureGenerator
+
+    corpus, run = tmp_path / "corpus", tmp_path / "run"
+    made = subprocess.run([DIMGESTOR, "make-corpus", str(corpus), "--clips-per-speaker", "1", "--speakers", "ana",
+                           "ben", "--max-sentences", "1"], capture_output=True, text=True, timeout=120)
+    assert made.returncode == 0, made.stderr
+    config = tmp_path / "train.yaml"
+    config.write_text("steps: 12\nbatch_size: 2\ncheckpoint_every: 6\nval_every: 6\n"
+                      "model: {d_model: 32, n_blocks: 1, mamba: {d_state: 16, headdim: 16, chunk_size: 16}}\n")
+    trained = subprocess.run([DIMGESTOR, "train", "--data", str(corpus), "--out", str(run), "--config", str(config)],
+                             capture_output=True, text=True, timeout=300, env={**os.environ, "CI": "true"})
+    assert trained.returncode == 0, trained.stderr
+    assert len((run / "train_log.jsonl").read_text().splitlines()) == 12
+    model = DiMGestor.load(run / "weights")
+    generator = StreamingGestureGenerator(model, make_speech_encoder("acoustic"), StreamingConfig(steps=2))
+    hops = generator.push(np.zeros(16000, dtype=np.float32)) + generator.flush()
+    assert sum(len(h.poses) for h in hops) == 30
+    assert all(np.isfinite(h.poses).all() for h in hops)

@@ -160,8 +160,8 @@ def neutral_pose(skeleton: Skeleton = HUMANOID) -> np.ndarray:
     for name, value in (
         ("LeftArm_rz", -1.3),
         ("RightArm_rz", 1.3),
-        ("LeftForeArm_ry", 0.25),
-        ("RightForeArm_ry", -0.25),
+        ("LeftForeArm_ry", -0.25),
+        ("RightForeArm_ry", 0.25),
     ):
         pose[names.index(name)] = value
     return pose
