@@ -52,9 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(handler=_export_onnx)
 
     from .corpus.synthetic import add_make_corpus_parser
+    from .generate import add_generate_parser
     from .evaluation.report import add_eval_parser
     from .training.trainer import add_train_parser
 
+    add_generate_parser(commands)
     add_make_corpus_parser(commands)
     add_train_parser(commands)
     add_eval_parser(commands)

@@ -7,6 +7,7 @@ import os
 import subprocess
 
 import numpy as np
+import pytest
 
 from conftest import VENV_BIN
 
@@ -85,3 +86,39 @@ def test_make_corpus_then_train_gives_weights_the_streaming_generator_runs(tmp_p
     hops = generator.push(np.zeros(16000, dtype=np.float32)) + generator.flush()
     assert sum(len(h.poses) for h in hops) == 30
     assert all(np.isfinite(h.poses).all() for h in hops)
+
+
+def test_generate_writes_a_bvh_covering_the_whole_clip(tmp_path):
+    import soundfile
+
+    from dimgestor_ros.motion.bvh import read_bvh
+    from dimgestor_ros.motion.skeleton import HUMANOID
+
+    speech = tmp_path / "speech.wav"
+    t = np.arange(int(2.5 * 44100)) / 44100
+    soundfile.write(speech, np.stack([0.3 * np.sin(2 * np.pi * 180 * t)] * 2, axis=1), 44100)  # stereo 44.1 kHz
+    out = tmp_path / "gestures.bvh"
+    result = subprocess.run([DIMGESTOR, "generate", str(speech), "-o", str(out), "--steps", "2"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    motion = read_bvh(out)
+    assert motion.num_frames == 75 and abs(motion.fps - 30) < 1e-9
+    assert motion.project_skeleton(0.01).bone_names == HUMANOID.bone_names
+    assert np.isfinite(motion.to_poses(0.01)).all()
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["/nonexistent.wav", "-o", "x.bvh"], "audio file not found: /nonexistent.wav"),
+    (["{speech}", "-o", "x.mp4"], "must end in .bvh"),
+    (["{speech}", "-o", "x.bvh", "--weights", "/nonexistent"], "weights folder not found"),
+])
+def test_generate_bad_input_is_a_one_line_error(tmp_path, arguments, message):
+    import soundfile
+
+    speech = tmp_path / "s.wav"
+    soundfile.write(speech, np.zeros(1600, dtype=np.float32), 16000)
+    arguments = [a.replace("{speech}", str(speech)) for a in arguments]
+    result = subprocess.run([DIMGESTOR, "generate", *arguments], capture_output=True, text=True, timeout=120,
+                            cwd=tmp_path)
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr, result.stderr
