@@ -15,7 +15,7 @@ import torch
 from .audio.io import load_audio
 from .diffusion.gaussian import SAMPLERS
 from .errors import UserError
-from .features.factory import make_speech_encoder
+from .features.factory import SpeechEncoder, make_speech_encoder
 from .model.gesture_model import DiMGestor
 from .motion.bvh import BvhMotion, write_bvh
 from .motion.skeleton import HUMANOID
@@ -25,9 +25,12 @@ from .streaming.generator import StreamingConfig, StreamingGestureGenerator
 CHUNK_SECONDS = 0.5
 
 
-def generate_poses(audio: np.ndarray, model: DiMGestor, config: StreamingConfig) -> np.ndarray:
-    """Poses (F, 63) covering the whole clip, F = ceil(seconds x fps)."""
-    generator = StreamingGestureGenerator(model, make_speech_encoder(model.config.speech_encoder), config)
+def generate_poses(
+    audio: np.ndarray, model: DiMGestor, config: StreamingConfig, encoder: SpeechEncoder | None = None
+) -> np.ndarray:
+    """Poses (F, 63) covering the whole clip, F = ceil(seconds x fps); ``encoder`` defaults to the model's."""
+    encoder = encoder or make_speech_encoder(model.config.speech_encoder)
+    generator = StreamingGestureGenerator(model, encoder, config)
     chunk = int(CHUNK_SECONDS * generator.encoder.sample_rate)
     hops = []
     for start in range(0, len(audio), chunk):
@@ -57,8 +60,10 @@ def run_generate(args: argparse.Namespace) -> int:
         raise UserError(f"--steps must be >= 1, got {args.steps}")
     torch.set_num_threads(args.threads)
     model = DiMGestor.load(args.weights or default_weights_dir())
-    audio = load_audio(args.speech, make_speech_encoder(model.config.speech_encoder).sample_rate)
-    poses = generate_poses(audio, model, StreamingConfig(steps=args.steps, sampler=args.sampler, seed=args.seed))
+    encoder = make_speech_encoder(model.config.speech_encoder)
+    audio = load_audio(args.speech, encoder.sample_rate)
+    config = StreamingConfig(steps=args.steps, sampler=args.sampler, seed=args.seed)
+    poses = generate_poses(audio, model, config, encoder)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     write_bvh(BvhMotion.from_poses(HUMANOID, poses, 1.0 / model.config.motion_fps), args.output)
     print(f"wrote {args.output}: {len(poses)} frames at {model.config.motion_fps} fps ({len(poses) / model.config.motion_fps:.1f} s)")
