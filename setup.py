@@ -43,6 +43,8 @@ setup(
         "pyyaml",
         "urdf-parser-py",
         "tqdm",
+        "matplotlib",
+        "imageio-ffmpeg",
     ],
     extras_require={
         # Pretrained HuBERT speech encoders (transformers) and their ONNX export / runtime.

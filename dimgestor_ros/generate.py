@@ -1,4 +1,4 @@
-"""`dimgestor generate SPEECH.wav -o OUT.bvh`: offline generation of a whole clip.
+"""`dimgestor generate SPEECH.wav -o OUT.bvh [--preview OUT.mp4|.gif|.png]`: offline generation of a whole clip.
 
 Offline generation is the streaming generator run as fast as possible over the clip, so a BVH written here is
 exactly what the ROS node would have published for the same audio, seed and settings.
@@ -18,6 +18,7 @@ from .errors import UserError
 from .features.factory import SpeechEncoder, make_speech_encoder
 from .model.gesture_model import DiMGestor
 from .motion.bvh import BvhMotion, write_bvh
+from .motion.preview import PREVIEW_SUFFIXES, render_preview
 from .motion.skeleton import HUMANOID
 from .paths import default_weights_dir
 from .streaming.generator import StreamingConfig, StreamingGestureGenerator
@@ -46,6 +47,8 @@ def add_generate_parser(commands) -> None:
     parser.add_argument("speech", type=Path, help="speech file (WAV, FLAC, ...; any rate, any channels)")
     parser.add_argument("-o", "--output", type=Path, required=True, help="BVH file to write")
     parser.add_argument("--weights", type=Path, help="weights folder (default: the shipped weights)")
+    parser.add_argument("--preview", type=Path, help="also render a stick-figure preview with joint speed against "
+                        "loudness: .png (still), .gif or .mp4 (animation)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=StreamingConfig.steps, help="sampling steps per window")
     parser.add_argument("--sampler", choices=SAMPLERS, default=StreamingConfig.sampler)
@@ -58,6 +61,8 @@ def run_generate(args: argparse.Namespace) -> int:
         raise UserError(f"output {args.output} must end in .bvh")
     if args.steps < 1:
         raise UserError(f"--steps must be >= 1, got {args.steps}")
+    if args.preview is not None and args.preview.suffix.lower() not in PREVIEW_SUFFIXES:
+        raise UserError(f"--preview {args.preview} must end in one of {', '.join(PREVIEW_SUFFIXES)}")
     torch.set_num_threads(args.threads)
     model = DiMGestor.load(args.weights or default_weights_dir())
     encoder = make_speech_encoder(model.config.speech_encoder)
@@ -67,4 +72,8 @@ def run_generate(args: argparse.Namespace) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     write_bvh(BvhMotion.from_poses(HUMANOID, poses, 1.0 / model.config.motion_fps), args.output)
     print(f"wrote {args.output}: {len(poses)} frames at {model.config.motion_fps} fps ({len(poses) / model.config.motion_fps:.1f} s)")
+    if args.preview is not None:
+        render_preview(poses, model.config.motion_fps, args.preview, audio, encoder.sample_rate,
+                       title=f"{args.speech.name} ({args.weights or 'shipped weights'})")
+        print(f"wrote {args.preview}")
     return 0

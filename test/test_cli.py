@@ -77,7 +77,7 @@ def test_make_corpus_then_train_gives_weights_the_streaming_generator_runs(tmp_p
     config = tmp_path / "train.yaml"
     config.write_text("steps: 12\nbatch_size: 2\ncheckpoint_every: 6\nval_every: 6\n"
                       "model: {d_model: 32, n_blocks: 1, mamba: {d_state: 16, headdim: 16, chunk_size: 16}}\n")
-    trained = subprocess.run([DIMGESTOR, "train", "--data", str(corpus), "--out", str(run), "--config", str(config)],
+    trained = subprocess.run([DIMGESTOR, "train", "--data", str(corpus / "train"), "--out", str(run), "--config", str(config)],
                              capture_output=True, text=True, timeout=300, env={**os.environ, "CI": "true"})
     assert trained.returncode == 0, trained.stderr
     assert len((run / "train_log.jsonl").read_text().splitlines()) == 12
@@ -98,9 +98,11 @@ def test_generate_writes_a_bvh_covering_the_whole_clip(tmp_path):
     t = np.arange(int(2.5 * 44100)) / 44100
     soundfile.write(speech, np.stack([0.3 * np.sin(2 * np.pi * 180 * t)] * 2, axis=1), 44100)  # stereo 44.1 kHz
     out = tmp_path / "gestures.bvh"
-    result = subprocess.run([DIMGESTOR, "generate", str(speech), "-o", str(out), "--steps", "2"],
-                            capture_output=True, text=True, timeout=120)
+    preview = tmp_path / "preview" / "gestures.png"
+    result = subprocess.run([DIMGESTOR, "generate", str(speech), "-o", str(out), "--steps", "2", "--preview",
+                             str(preview)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+    assert preview.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     motion = read_bvh(out)
     assert motion.num_frames == 75 and abs(motion.fps - 30) < 1e-9
     assert motion.project_skeleton(0.01).bone_names == HUMANOID.bone_names
@@ -111,6 +113,7 @@ def test_generate_writes_a_bvh_covering_the_whole_clip(tmp_path):
     (["/nonexistent.wav", "-o", "x.bvh"], "audio file not found: /nonexistent.wav"),
     (["{speech}", "-o", "x.mp4"], "must end in .bvh"),
     (["{speech}", "-o", "x.bvh", "--weights", "/nonexistent"], "weights folder not found"),
+    (["{speech}", "-o", "x.bvh", "--preview", "x.avi"], "--preview x.avi must end in one of .png, .gif, .mp4"),
 ])
 def test_generate_bad_input_is_a_one_line_error(tmp_path, arguments, message):
     import soundfile

@@ -31,8 +31,8 @@ def corpus(tmp_path_factory) -> tuple[Path, dict]:
     return out, build_corpus(out, **TINY)
 
 
-def poses_of(folder: Path, name: str) -> np.ndarray:
-    return read_bvh(folder / f"{name}.bvh").to_poses(0.01)  # (F, 63)
+def poses_of(folder: Path, clip: dict) -> np.ndarray:
+    return read_bvh(folder / f"{clip['path']}.bvh").to_poses(0.01)  # (F, 63)
 
 
 def hand_speed(poses: np.ndarray, sides: tuple[str, ...] = ("Left", "Right")) -> np.ndarray:
@@ -49,8 +49,8 @@ def test_tiny_corpus_writes_paired_wav_and_bvh_of_equal_duration(corpus):
     folder, manifest = corpus
     assert len(manifest["clips"]) == 4
     for clip in manifest["clips"]:
-        audio, rate = soundfile.read(folder / f"{clip['name']}.wav")
-        motion = read_bvh(folder / f"{clip['name']}.bvh")
+        audio, rate = soundfile.read(folder / f"{clip['path']}.wav")
+        motion = read_bvh(folder / f"{clip['path']}.bvh")
         assert rate == 16000 and audio.ndim == 1
         assert motion.fps == pytest.approx(FPS)
         assert abs(len(audio) / rate - motion.num_frames / FPS) < 1.0 / FPS
@@ -66,6 +66,7 @@ def test_manifest_and_readme_say_synthetic_and_split_by_speaker_and_sentence(cor
     for clip in manifest["clips"]:
         held = clip["speaker"] == "chen"
         assert clip["split"] == ("held-out" if held else "train")
+        assert clip["path"] == f"{clip['split']}/{clip['name']}"  # one folder per split
         for sentence in clip["sentence_ids"]:
             language, index = sentence.split("-")
             assert is_held_out(int(index)) == held
@@ -78,16 +79,18 @@ def test_manifest_and_readme_say_synthetic_and_split_by_speaker_and_sentence(cor
 def test_same_seed_gives_identical_files_and_another_seed_differs(corpus, tmp_path):
     folder, _ = corpus
     build_corpus(tmp_path / "again", **TINY)
-    for path in sorted(folder.iterdir()):
-        assert (tmp_path / "again" / path.name).read_bytes() == path.read_bytes(), path.name
+    files = sorted(path.relative_to(folder) for path in folder.rglob("*") if path.is_file())
+    assert len(files) == 2 + 2 * len(corpus[1]["clips"])  # manifest, README, a WAV and a BVH per clip
+    for name in files:
+        assert (tmp_path / "again" / name).read_bytes() == (folder / name).read_bytes(), name
     build_corpus(tmp_path / "other", **{**TINY, "clips_per_speaker": 1, "seed": 4})
-    assert (tmp_path / "other" / "ben_0.bvh").read_bytes() != (folder / "ben_0.bvh").read_bytes()
+    assert (tmp_path / "other" / "train" / "ben_0.bvh").read_bytes() != (folder / "train" / "ben_0.bvh").read_bytes()
 
 
 def test_motion_is_smooth_and_within_joint_limits(corpus):
     folder, manifest = corpus
     for clip in manifest["clips"]:
-        poses = poses_of(folder, clip["name"])
+        poses = poses_of(folder, clip)
         step = np.abs(np.diff(poses[:, 3:], axis=0))  # (F-1, 60) rad per frame
         assert step.max() < 0.3, clip["name"]  # < 9 rad/s: fast beats, no jumps
         assert np.abs(np.diff(poses[:, 3:], n=2, axis=0)).max() < 0.2
@@ -100,7 +103,7 @@ def test_motion_is_smooth_and_within_joint_limits(corpus):
 def test_moves_during_speech_and_rests_without_freezing_in_silence(corpus):
     folder, manifest = corpus
     for clip in manifest["clips"]:
-        poses = poses_of(folder, clip["name"])
+        poses = poses_of(folder, clip)
         speed = hand_speed(poses)
         joint_speed = np.abs(np.diff(poses[:, 3:], axis=0)).sum(axis=1) * FPS  # (F-1,) rad/s over all joints
         (start, end), = clip["speech_segments"]
@@ -121,7 +124,7 @@ def test_stroke_apexes_are_hand_speed_minima_at_the_manifest_beats(corpus):
     folder, manifest = corpus
     distances, ratios = [], []
     for clip in manifest["clips"]:
-        speed = hand_speed(poses_of(folder, clip["name"]))  # speed[i] lies at time (i + 1) / FPS ... (i + 0.5)
+        speed = hand_speed(poses_of(folder, clip))  # speed[i] lies at time (i + 1) / FPS ... (i + 0.5)
         minima = np.array([i for i in range(1, len(speed) - 1) if speed[i] <= min(speed[i - 1], speed[i + 1])])
         minima_t = (minima + 0.5) / FPS
         assert len(clip["beat_times"]) >= 2
@@ -142,7 +145,7 @@ def test_speaker_styles_differ_in_handedness_and_amplitude(corpus):
     for speaker in ("ben", "chen"):
         left = right = 0.0
         for clip in (c for c in manifest["clips"] if c["speaker"] == speaker):
-            poses = poses_of(folder, clip["name"])
+            poses = poses_of(folder, clip)
             left += hand_speed(poses, ("Left",)).mean()
             right += hand_speed(poses, ("Right",)).mean()
         stats[speaker] = (left, right)

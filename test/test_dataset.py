@@ -37,7 +37,7 @@ def encoder() -> AcousticFrontEnd:
 def copy_pair(corpus: Path, target: Path, stem: str = "ana_0") -> Path:
     target.mkdir(parents=True, exist_ok=True)
     for suffix in (".wav", ".bvh"):
-        shutil.copy(corpus / f"{stem}{suffix}", target / f"{stem}{suffix}")
+        shutil.copy(corpus / "train" / f"{stem}{suffix}", target / f"{stem}{suffix}")
     return target
 
 
@@ -59,9 +59,9 @@ def test_windows_cover_each_clip_with_overlap_and_have_the_documented_shapes(cor
 def test_speech_window_is_the_same_time_span_as_the_motion_window(corpus, encoder):
     dataset = PairedMotionDataset(corpus, encoder, window_frames=WINDOW, hop_frames=HOP)
     clip = dataset.names.index("ana_1")
-    audio, _ = soundfile.read(corpus / "ana_1.wav", dtype="float32")
+    audio, _ = soundfile.read(corpus / "train" / "ana_1.wav", dtype="float32")
     whole = encoder.encode(audio)  # (T, 43)
-    poses = read_bvh(corpus / "ana_1.bvh").to_poses(0.01)
+    poses = read_bvh(corpus / "train" / "ana_1.bvh").to_poses(0.01)
     for index, (c, start) in enumerate(dataset.windows):
         if c != clip:
             continue
@@ -106,8 +106,8 @@ def test_features_are_cached_on_disk_and_reused_by_the_next_dataset(corpus, enco
 def test_genea_layout_pairs_across_subfolders_and_60fps_motion_is_resampled(corpus, encoder, tmp_path):
     (tmp_path / "wav").mkdir()
     (tmp_path / "bvh").mkdir()
-    shutil.copy(corpus / "ana_0.wav", tmp_path / "wav" / "ana_0.wav")
-    motion = read_bvh(corpus / "ana_0.bvh")
+    shutil.copy(corpus / "train" / "ana_0.wav", tmp_path / "wav" / "ana_0.wav")
+    motion = read_bvh(corpus / "train" / "ana_0.bvh")
     upsampled = resample(motion, 60.0)
     write_bvh(upsampled, tmp_path / "bvh" / "ana_0.bvh")
     dataset = PairedMotionDataset(tmp_path, encoder, WINDOW, HOP)
@@ -156,7 +156,7 @@ def test_bvh_with_another_skeleton_or_channel_layout_is_named(corpus, encoder, t
     with pytest.raises(UserError, match=r"ana_0\.bvh: skeleton .* retarget"):
         PairedMotionDataset(folder, encoder)
     # Channels that do not fit the pose layout: a translation channel on the Spine.
-    text = (corpus / "ana_0.bvh").read_text().replace("CHANNELS 3 Zrotation Xrotation Yrotation",
+    text = (corpus / "train" / "ana_0.bvh").read_text().replace("CHANNELS 3 Zrotation Xrotation Yrotation",
                                                       "CHANNELS 4 Yposition Zrotation Xrotation Yrotation", 1)
     lines = text.split("\n")
     start = lines.index("MOTION") + 3

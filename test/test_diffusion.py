@@ -176,3 +176,62 @@ def test_training_lowers_the_denoising_loss_tenfold(backbone):
     after = held_out_loss()
     # Measured on CPU: about 0.99 -> 0.023 (mamba2) and 0.99 -> 0.036 (transformer).
     assert after < before / 10, (before, after)
+
+
+@pytest.mark.parametrize("prediction", ["x0", "eps"])
+def test_context_sampling_gives_known_frames_clean_at_timestep_zero(prediction):
+    diffusion = GaussianDiffusion(DiffusionConfig(prediction=prediction))
+    g = torch.Generator().manual_seed(4)
+    known = torch.randn(2, 10, 3, generator=g)
+    mask = torch.zeros(2, 10, 1, dtype=torch.bool)
+    mask[:, :4] = True
+    seen = []
+
+    def denoise(x_t, t):
+        seen.append((x_t.clone(), t.clone()))
+        return torch.zeros_like(x_t)
+
+    out = diffusion.sample(denoise, (2, 10, 3), steps=3, generator=g, known=known, known_mask=mask, context=True)
+    assert len(seen) == 3
+    for x_t, t in seen:
+        assert t.shape == (2, 10)  # per-token timesteps
+        assert (t[:, :4] == 0).all() and (t[:, 4:] > 0).all() or (t == 0).all()
+        torch.testing.assert_close(x_t[:, :4], known[:, :4], rtol=0, atol=0)  # clean, not noised
+    assert (seen[0][1][:, 4:] == 999).all()
+    torch.testing.assert_close(out[:, :4], known[:, :4], rtol=0, atol=0)
+
+
+def test_context_training_leaves_known_frames_out_of_the_loss_and_gives_them_clean():
+    diffusion = GaussianDiffusion(DiffusionConfig(context_prob=1.0))
+    x0 = torch.randn(8, 12, 3, generator=torch.Generator().manual_seed(5))
+    calls = []
+
+    def perfect_on_free_frames(x_t, t):
+        calls.append((x_t, t))
+        known = (t == 0)[..., None] & (x_t == x0)  # frames given clean at step 0
+        return torch.where(known, x_t + 100.0, x0)  # wildly wrong where known, exact where free
+
+    loss = diffusion.training_loss(perfect_on_free_frames, x0, torch.Generator().manual_seed(6))
+    assert float(loss) == 0.0
+    x_t, t = calls[0]
+    assert t.shape == (8, 12)
+    prefix = (t == 0).sum(dim=1)
+    assert ((prefix >= 1) & (prefix <= 11)).all()  # every window got a context of 1 .. L-1 frames
+    for b in range(8):
+        k = int(prefix[b])
+        torch.testing.assert_close(x_t[b, :k], x0[b, :k], rtol=0, atol=0)
+
+
+def test_velocity_loss_punishes_jitter_but_not_a_constant_offset():
+    x0 = torch.randn(4, 16, 3, generator=torch.Generator().manual_seed(7)).cumsum(dim=1)
+    jitter = 0.1 * (-1.0) ** torch.arange(16)[None, :, None]  # (1, 16, 1) frame-to-frame alternation
+    offset = torch.full_like(x0, 0.1)
+    plain = GaussianDiffusion(DiffusionConfig(velocity_weight=0.0))
+    weighted = GaussianDiffusion(DiffusionConfig(velocity_weight=2.0))
+
+    def loss(diffusion, error):
+        return float(diffusion.training_loss(lambda x_t, t: x0 + error, x0, torch.Generator().manual_seed(8)))
+
+    assert loss(plain, offset) == pytest.approx(0.01) and loss(weighted, offset) == pytest.approx(0.01)
+    # jitter of +-0.1 has frame differences of +-0.2: velocity error 0.04, weighted by 2.
+    assert loss(plain, jitter) == pytest.approx(0.01) and loss(weighted, jitter) == pytest.approx(0.01 + 2 * 0.04)

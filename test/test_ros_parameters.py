@@ -69,6 +69,9 @@ def gesture_node_client():
         ("style_blend", "double", 1.5, False, "out of range"),
         ("window_frames", "integer", 90, False, "read-only"),
         ("amplitude", "string", "big", False, "type"),
+        ("smoothing", "double", 20.0, False, "out of range"),
+        ("silence_threshold_db", "double", -30.0, True, ""),
+        ("lookahead_frames", "integer", 2, False, "read-only"),
     ],
 )
 def test_parameter_updates_are_checked_by_range_type_and_read_only(gesture_node_client, name, kind, value, accepted,

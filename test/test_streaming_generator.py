@@ -14,7 +14,7 @@ from dimgestor_ros.features.acoustic import AcousticConfig, AcousticFrontEnd
 from dimgestor_ros.model.config import MambaSettings, ModelConfig
 from dimgestor_ros.model.gesture_model import DiMGestor
 from dimgestor_ros.paths import demo_audio_file
-from dimgestor_ros.streaming.generator import MotionHop, StreamingConfig, StreamingGestureGenerator
+from dimgestor_ros.streaming.generator import MotionHop, StreamingConfig, StreamingGestureGenerator, seam_offset
 
 SR = 16000
 FPS = 30
@@ -72,7 +72,8 @@ def speech() -> np.ndarray:
 
 
 def config(**overrides) -> StreamingConfig:
-    kw = dict(window_frames=WINDOW, hop_frames=HOP, steps=2)
+    kw = dict(window_frames=WINDOW, hop_frames=HOP, steps=2, lookahead_frames=0, smoothing=0.0, seam_blend=0.0,
+              idle_smoothing=0.0)
     kw.update(overrides)
     return StreamingConfig(**kw)
 
@@ -104,11 +105,13 @@ def test_hops_are_contiguous_and_flush_covers_every_pushed_sample(encoder, speec
     assert poses.shape == (91, 63) and poses.dtype == np.float32 and np.isfinite(poses).all()
 
 
-def test_push_returns_hops_as_soon_as_their_audio_is_in(encoder, speech):
-    generator = StreamingGestureGenerator(perturbed_model(), encoder, config())
-    # 5 motion frames need floor(5 * 50 / 30) = 8 speech frames = 2560 samples.
-    assert generator.push(speech[:2559]) == []
-    hops = generator.push(speech[2559:2560])
+@pytest.mark.parametrize("lookahead, samples", [(0, 2560), (3, 4160)])
+def test_push_returns_hops_as_soon_as_their_audio_is_in(encoder, speech, lookahead, samples):
+    generator = StreamingGestureGenerator(perturbed_model(), encoder, config(lookahead_frames=lookahead))
+    # 5 motion frames need floor(5 * 50 / 30) = 8 speech frames = 2560 samples; with 3 frames of lookahead the
+    # hop waits for 8 motion frames: 13 speech frames = 4160 samples.
+    assert generator.push(speech[: samples - 1]) == []
+    hops = generator.push(speech[samples - 1 : samples])
     assert [hop.first_frame for hop in hops] == [0]
     assert generator.frames_emitted == HOP
 
@@ -131,9 +134,12 @@ def test_chunk_size_of_pushed_audio_does_not_change_the_motion(encoder, speech, 
     np.testing.assert_allclose(poses, reference, rtol=0, atol=1e-4)
 
 
-def test_window_stitch_pins_published_frames_and_never_changes_them(encoder, speech):
+@pytest.mark.parametrize("lookahead, smoothing", [(0, 0.0), (3, 0.0), (3, 1.5)])
+def test_window_stitch_pins_published_frames_and_never_changes_them(encoder, speech, lookahead, smoothing):
+    from scipy.ndimage import gaussian_filter1d
+
     model = perturbed_model(cls=RecordingDiMGestor)
-    generator = StreamingGestureGenerator(model, encoder, config())
+    generator = StreamingGestureGenerator(model, encoder, config(lookahead_frames=lookahead, smoothing=smoothing))
     hops, published_copies = [], []
     for i in range(0, len(speech), 1234):
         for hop in generator.push(speech[i : i + 1234]):
@@ -147,7 +153,7 @@ def test_window_stitch_pins_published_frames_and_never_changes_them(encoder, spe
 
     timeline = torch.zeros(len(hops) * HOP, 63)  # normalised motion of every published frame
     for i, call in enumerate(model.calls):
-        emitted, end = i * HOP, (i + 1) * HOP
+        emitted, end = i * HOP, (i + 1) * HOP + lookahead  # the window ends `lookahead` frames after the hop
         start = max(0, end - WINDOW)
         known_frames = emitted - start
         window = call["window"][0]
@@ -160,9 +166,13 @@ def test_window_stitch_pins_published_frames_and_never_changes_them(encoder, spe
             assert mask[:known_frames].all() and not mask[known_frames:].any()
             torch.testing.assert_close(call["known"][0, :known_frames], timeline[start:emitted], rtol=0, atol=0)
             torch.testing.assert_close(window[:known_frames], timeline[start:emitted], rtol=0, atol=0)
-        timeline[emitted:end] = window[known_frames:]
+        if smoothing:
+            # Smoothed along time over the whole window: published frames before the hop are its left context.
+            window = torch.from_numpy(gaussian_filter1d(window.numpy(), smoothing, axis=0, mode="nearest"))
+        new = window[known_frames : known_frames + HOP]  # the lookahead frames are not published
+        timeline[emitted : emitted + HOP] = new
         # What was published is the window's new frames, denormalised.
-        expected = (model.pose_mean + window[known_frames:] * model.pose_std).numpy()
+        expected = (model.pose_mean + new * model.pose_std).numpy()
         np.testing.assert_allclose(hops[i].poses, expected, rtol=0, atol=1e-6)
 
 
@@ -197,6 +207,9 @@ def test_amplitude_scales_motion_around_the_mean_pose(encoder, speech):
         (dict(window_frames=10, hop_frames=0), "hop_frames"),
         (dict(steps=0), "steps"),
         (dict(steps=-3), "steps"),
+        (dict(window_frames=20, hop_frames=15, lookahead_frames=6), "lookahead_frames"),
+        (dict(lookahead_frames=-1), "lookahead_frames"),
+        (dict(smoothing=-0.5), "smoothing"),
     ],
 )
 def test_bad_streaming_config_is_rejected(kwargs, match):
@@ -263,3 +276,67 @@ def test_style_of_the_wrong_size_is_refused():
     generator, _, _ = _style_test_generator()
     with pytest.raises(ValueError, match="style vector has 32 values"):
         generator.set_style(torch.zeros(7))
+
+
+def test_smoothing_removes_jitter_without_a_seam(encoder, speech):
+    def jerk(poses: np.ndarray) -> np.ndarray:
+        return np.abs(np.diff(poses, n=3, axis=0)).mean(axis=1)  # (F - 3,)
+
+    raw = stacked(run_stream(StreamingGestureGenerator(perturbed_model(), encoder, config()), speech, [1600]))
+    smooth = stacked(run_stream(StreamingGestureGenerator(perturbed_model(), encoder, config(smoothing=2.0)), speech,
+                                [1600]))
+    assert jerk(smooth).mean() < 0.25 * jerk(raw).mean()
+    seams = [s - 3 + k for s in range(HOP, len(smooth) - HOP, HOP) for k in range(3)]  # stencils across a seam
+    assert jerk(smooth)[seams].mean() < 2.0 * jerk(smooth).mean()
+
+
+def test_silence_is_calmer_with_idle_smoothing_and_sound_is_untouched(encoder):
+    silence = np.zeros(SR, np.float32)
+    tone = (0.3 * np.sin(2 * np.pi * 220 * np.arange(SR) / SR)).astype(np.float32)  # -13 dBFS throughout
+
+    def motion(audio: np.ndarray, **overrides) -> np.ndarray:
+        generator = StreamingGestureGenerator(perturbed_model(), encoder, config(
+            window_frames=30, hop_frames=15, smoothing=1.0, seam_blend=3.0, **overrides))
+        return stacked(run_stream(generator, audio, [1600]))
+
+    def wiggle(poses: np.ndarray) -> float:
+        return float(np.abs(np.diff(poses, n=2, axis=0)).mean())
+
+    plain, idle = motion(silence, idle_smoothing=0.0), motion(silence, idle_smoothing=5.0)
+    assert wiggle(idle[:15]) < 0.3 * wiggle(plain[:15])  # the first hop (no seam in it): far calmer
+    # Above the silence threshold the idle smoothing is not used at all.
+    np.testing.assert_array_equal(motion(tone, idle_smoothing=5.0), motion(tone, idle_smoothing=0.0))
+
+
+def test_seam_offset_continues_position_and_velocity_then_fades():
+    published = torch.tensor([[[0.0], [1.0], [2.0]]])  # (1, 3, 1) moving +1 per frame
+    new = torch.full((1, 40, 1), 10.0)  # a jump to a standstill at 10
+    blended = new + seam_offset(published, new, time_constant=4.0)
+    assert float(blended[0, 0, 0]) == pytest.approx(3.0)  # where the published motion was heading
+    assert float(blended[0, 1, 0] - blended[0, 0, 0]) == pytest.approx(1.0, abs=0.05)  # with its velocity
+    assert float(blended[0, -1, 0]) == pytest.approx(10.0, abs=0.01)  # and then the new motion
+    steps = blended[0, 1:, 0] - blended[0, :-1, 0]
+    assert (steps.abs() < 1.5).all()  # no jump anywhere
+
+
+class StaircaseDiMGestor(DiMGestor):
+    """The real model whose windows are replaced by a constant level that rises by 1 per window: the worst seams
+    a sampler could produce (a jump at every hop), to see what the generator's stitching makes of them."""
+
+    def sample(self, local, style, **kwargs):
+        self.windows = getattr(self, "windows", 0) + 1
+        window = torch.full((1, local.shape[1], self.config.pose_dim), float(self.windows))
+        known, mask = kwargs.get("known"), kwargs.get("known_mask")
+        return window if known is None else torch.where(mask, known, window)
+
+
+def test_seam_blend_turns_jumps_between_windows_into_smooth_transitions(encoder, speech):
+    def largest_step(blend: float) -> float:
+        model = perturbed_model(cls=StaircaseDiMGestor)
+        model.set_normalization(torch.zeros(63), torch.ones(63))
+        generator = StreamingGestureGenerator(model, encoder, config(seam_blend=blend))
+        poses = stacked(run_stream(generator, speech, [1600]))
+        return float(np.abs(np.diff(poses[:, 0])).max())
+
+    assert largest_step(0.0) == pytest.approx(1.0)  # unblended: the full jump at every seam
+    assert largest_step(3.0) < 0.45  # blended: spread over several frames

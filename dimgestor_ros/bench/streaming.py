@@ -4,8 +4,9 @@ A long clip (the shipped speech clip looped to ``--minutes``) is pushed through 
 50 ms chunks as fast as possible, timing every push. Latency is then what a paced (microphone) stream would see,
 replayed from those measured compute times: chunk k arrives at k x 50 ms, is processed as soon as the previous
 chunk is done, and a hop's latency is the time from the arrival of the audio chunk that completes it to the end
-of the push that publishes it. The hop's own length (the audio it covers) is not counted: "latency beyond the
-hop". RTF is total compute time / audio duration.
+of the push that publishes it, plus the lookahead (the hop waits for lookahead_frames of audio after its own
+frames). The hop's own length (the audio it covers) is not counted: "latency beyond the hop". RTF is total
+compute time / audio duration.
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ def measure(model: DiMGestor, audio: np.ndarray, config: StreamingConfig) -> dic
     rss_end = rss_mb()
     compute_s, hops_n = np.asarray(compute), np.asarray(hops)
     arrivals = (np.arange(len(compute_s)) + 1) * CHUNK_SECONDS  # the chunk's last sample arrives then
-    latencies = paced_latencies(arrivals, compute_s, hops_n) * 1000
+    lookahead_s = config.lookahead_frames / model.config.motion_fps
+    latencies = (paced_latencies(arrivals, compute_s, hops_n) + lookahead_s) * 1000
     duration = len(audio) / encoder.sample_rate
     return {
         "config": asdict(config),
@@ -77,6 +79,7 @@ def configurations() -> list[tuple[str, StreamingConfig]]:
         ("steps4", StreamingConfig(steps=4)),
         ("dpmpp2m_steps4", StreamingConfig(steps=4, sampler="dpmpp2m")),
         ("hop10_window45", StreamingConfig(hop_frames=10, window_frames=45)),
+        ("no_lookahead", StreamingConfig(lookahead_frames=0)),
     ]
 
 

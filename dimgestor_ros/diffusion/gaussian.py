@@ -1,7 +1,9 @@
 """Gaussian diffusion (DDPM training, DDIM sampling) over motion windows, with known-frame inpainting.
 
-Inpainting is what stitches streaming windows seamlessly: the frames a window shares with the previous one are
-held to what was already published (noised to the current step), and only the new frames are free.
+Two ways to stitch streaming windows, both pinning the frames a window shares with already published motion:
+replacement inpainting (those frames noised to the current step, for any model) and clean context (those frames
+given clean at per-token timestep 0, for a model trained with ``context_prob`` > 0, which learns to continue
+them; it joins windows more smoothly in few steps because the network, not the sampler, reconciles the seam).
 """
 
 from __future__ import annotations
@@ -45,7 +47,10 @@ class GaussianDiffusion(nn.Module):
         return self.config.num_train_steps
 
     def _abar(self, t: torch.Tensor) -> torch.Tensor:
-        return self.alphas_cumprod[t].view(-1, 1, 1)  # (B, 1, 1)
+        """alpha-bar broadcastable over (B, L, D): t per sequence (B,) -> (B, 1, 1), per token (B, L) -> (B, L, 1)."""
+        if t.dim() == 2:
+            return self.alphas_cumprod[t][..., None]
+        return self.alphas_cumprod[t].view(-1, 1, 1)
 
     def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         abar = self._abar(t)
@@ -65,12 +70,38 @@ class GaussianDiffusion(nn.Module):
         return x0, eps
 
     def training_loss(self, denoise: Denoise, x0: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        b = x0.shape[0]
+        """Denoising loss on x0 (B, L, D), plus the velocity loss and clean-context windows the config asks for.
+
+        Context: with probability ``context_prob`` a window's first k frames (k uniform in 1 .. L-1) are given clean
+        at timestep 0 and left out of the loss, as in a streaming window that continues published motion. The
+        velocity term compares frame differences of the predicted and true clean motion over every pair whose
+        later frame is free, so the join between context and new frames is trained too.
+        """
+        b, length, _ = x0.shape
         t = torch.randint(0, self.num_train_steps, (b,), device=x0.device, generator=generator)
         noise = torch.randn(x0.shape, device=x0.device, generator=generator)
-        prediction = denoise(self.q_sample(x0, t, noise), t)
+        x_t = self.q_sample(x0, t, noise)
+        free = torch.ones(b, length, 1, device=x0.device)  # (B, L, 1) 1 where the frame is generated
+        t_model = t
+        if self.config.context_prob > 0 and length > 1:
+            with_context = torch.rand(b, device=x0.device, generator=generator) < self.config.context_prob
+            k = torch.randint(1, length, (b,), device=x0.device, generator=generator) * with_context  # (B,)
+            known = torch.arange(length, device=x0.device)[None] < k[:, None]  # (B, L)
+            x_t = torch.where(known[..., None], x0, x_t)
+            t_model = torch.where(known, torch.zeros_like(t)[:, None], t[:, None])  # (B, L) per-token timesteps
+            free = (~known).float()[..., None]
+        prediction = denoise(x_t, t_model)
         target = x0 if self.config.prediction == "x0" else noise
-        return torch.mean((prediction - target) ** 2)
+        count = (free.sum() * x0.shape[2]).clamp_min(1.0)
+        loss = (((prediction - target) ** 2) * free).sum() / count
+        if self.config.velocity_weight > 0 and length > 1:
+            x0_hat, _ = self.split_prediction(prediction, x_t, t_model)
+            x0_hat = torch.where(free.bool(), x0_hat, x0)  # context frames are known exactly
+            velocity_error = (x0_hat.diff(dim=1) - x0.diff(dim=1)) ** 2  # (B, L-1, D)
+            pair_free = free[:, 1:]
+            pairs = (pair_free.sum() * x0.shape[2]).clamp_min(1.0)
+            loss = loss + self.config.velocity_weight * (velocity_error * pair_free).sum() / pairs
+        return loss
 
     @torch.no_grad()
     def sample(
@@ -85,13 +116,16 @@ class GaussianDiffusion(nn.Module):
         known_mask: torch.Tensor | None = None,
         device: torch.device | None = None,
         clip_x0: float | None = None,
+        context: bool = False,
     ) -> torch.Tensor:
         """Sample with ``steps`` network evaluations on evenly spaced timesteps.
 
         Samplers: "ddim" (Song et al. 2021; eta 0 deterministic, eta 1 DDPM-like), "ddpm" (ancestral sampling
         with the posterior variance, Ho et al. 2020; all training steps when steps = num_train_steps) and
         "dpmpp2m" (DPM-Solver++(2M), Lu et al. 2022: second-order multistep, good motion in few steps).
-        known (B, L, D) and known_mask (B, L, 1) pin frames that must match already generated motion.
+        known (B, L, D) and known_mask (B, L, 1) pin frames that must match already generated motion: noised to
+        each step (replacement inpainting), or with ``context=True`` given clean at per-token timestep 0 (for a
+        model trained with ``context_prob`` > 0).
         clip_x0 bounds the predicted clean sample (in normalised units), which keeps eps-prediction stable.
         """
         if sampler not in SAMPLERS:
@@ -105,10 +139,14 @@ class GaussianDiffusion(nn.Module):
         previous_h = None
         for i, t_value in enumerate(timesteps):
             t = torch.full((shape[0],), t_value, device=device, dtype=torch.long)
-            if known is not None:
+            t_model = t
+            if known is not None and context:
+                x = torch.where(known_mask, known, x)
+                t_model = torch.where(known_mask[..., 0], 0, t[:, None])  # (B, L) clean context at step 0
+            elif known is not None:
                 noised_known = self.q_sample(known, t, torch.randn(shape, device=device, generator=generator))
                 x = torch.where(known_mask, noised_known, x)
-            x0, eps = self.split_prediction(denoise(x, t), x, t)
+            x0, eps = self.split_prediction(denoise(x, t_model), x, t)
             if clip_x0 is not None:
                 x0 = x0.clamp(-clip_x0, clip_x0)
                 abar_t = self.alphas_cumprod[t_value]

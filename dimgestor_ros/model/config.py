@@ -32,8 +32,17 @@ class DiffusionConfig:
     beta_end: float = 0.02
     prediction: str = "x0"  # "x0" or "eps"
     cond_drop_prob: float = 0.1  # condition dropout at training, for classifier-free guidance
+    # Training windows that get a clean known prefix (per-token timestep 0), the way streaming windows continue
+    # already published frames; a model trained with it stitches windows by conditioning on that context rather
+    # than by replacement inpainting (see GaussianDiffusion.sample).
+    context_prob: float = 0.0
+    velocity_weight: float = 0.0  # weight of the frame-to-frame velocity loss on the predicted clean motion
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.context_prob <= 1.0:
+            raise ValueError(f"diffusion.context_prob must be in [0, 1], got {self.context_prob}")
+        if self.velocity_weight < 0:
+            raise ValueError(f"diffusion.velocity_weight must be >= 0, got {self.velocity_weight}")
         if self.schedule not in ("linear", "cosine"):
             raise ValueError(f"diffusion.schedule must be 'linear' or 'cosine', got {self.schedule!r}")
         if self.prediction not in ("x0", "eps"):

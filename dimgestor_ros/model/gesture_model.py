@@ -67,8 +67,15 @@ class DiMGestor(nn.Module):
         generator: torch.Generator | None = None,
         known: torch.Tensor | None = None,
         known_mask: torch.Tensor | None = None,
+        context: bool | None = None,
     ) -> torch.Tensor:
-        """Normalised motion (B, L, pose_dim) for local features (B, L, D) and style (B, D)."""
+        """Normalised motion (B, L, pose_dim) for local features (B, L, D) and style (B, D).
+
+        Known frames are stitched as clean context when the model was trained for it (``context_prob`` > 0) and by
+        replacement inpainting otherwise; ``context`` overrides that choice.
+        """
+        if context is None:
+            context = self.config.diffusion.context_prob > 0
         b, length, _ = local.shape
 
         def denoise(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -89,6 +96,7 @@ class DiMGestor(nn.Module):
             known=known,
             known_mask=known_mask,
             device=local.device,
+            context=context,
         )
 
     def save(self, directory: str | Path) -> None:

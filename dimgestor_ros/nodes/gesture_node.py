@@ -61,11 +61,23 @@ class GestureNode(Node):
                          (8, 1200), read_only=True)
         hop = declare(self, "hop_frames", defaults.hop_frames, "New frames published per hop.", (1, 600),
                       read_only=True)
+        lookahead = declare(self, "lookahead_frames", defaults.lookahead_frames, "Frames after each hop sampled "
+                            "for context but not published; each adds 1/30 s of latency.", (0, 600), read_only=True)
         steps = declare(self, "sampling_steps", defaults.steps, "Sampling steps per window.", (1, 200))
         sampler = declare(self, "sampler", defaults.sampler, "Diffusion sampler.", read_only=True, choices=SAMPLERS)
         guidance = declare(self, "guidance", defaults.guidance, "Classifier-free guidance scale (1: off).", (0.0, 10.0))
         amplitude = declare(self, "amplitude", defaults.amplitude, "Gesture amplitude around the mean pose.",
                             (0.0, 3.0))
+        smoothing = declare(self, "smoothing", defaults.smoothing, "Gaussian smoothing of each new hop, sigma in "
+                            "frames (0: off); uses published frames as context, so no added latency.", (0.0, 10.0))
+        seam_blend = declare(self, "seam_blend", defaults.seam_blend, "Time constant (frames) of the blend that "
+                             "makes each hop continue the published motion's position and velocity (0: off).",
+                             (0.0, 30.0))
+        idle_smoothing = declare(self, "idle_smoothing", defaults.idle_smoothing, "Gaussian smoothing (sigma, "
+                                 "frames) of frames quieter than silence_threshold_db: a calm rest in silence.",
+                                 (0.0, 10.0))
+        silence_threshold_db = declare(self, "silence_threshold_db", defaults.silence_threshold_db, "RMS level "
+                                       "(dBFS per motion frame) below which audio counts as silence.", (-120.0, 0.0))
         style_blend = declare(self, "style_blend", defaults.style_blend, "How much of the style from style_file "
                               "replaces the style heard in the speech (0: none, 1: all).", (0.0, 1.0))
         self.style_file = declare(self, "style_file", "", "Speech clip whose style to blend in (style_blend); "
@@ -84,8 +96,9 @@ class GestureNode(Node):
         weights = self.weights or str(default_weights_dir())
         model = DiMGestor.load(weights)
         encoder = make_speech_encoder(model.config.speech_encoder)
-        config = StreamingConfig(window_frames=window, hop_frames=hop, steps=steps, sampler=sampler, guidance=guidance, style_blend=style_blend,
-                                 amplitude=amplitude, seed=seed)
+        config = StreamingConfig(window_frames=window, hop_frames=hop, lookahead_frames=lookahead, steps=steps, sampler=sampler, guidance=guidance, style_blend=style_blend,
+                                 amplitude=amplitude, smoothing=smoothing, seam_blend=seam_blend,
+                                 idle_smoothing=idle_smoothing, silence_threshold_db=silence_threshold_db, seed=seed)
         self.generator = StreamingGestureGenerator(model, encoder, config)
         if self.style_file:
             self.generator.set_style(self.generator.style_of(load_audio(self.style_file, encoder.sample_rate)))
@@ -143,6 +156,8 @@ class GestureNode(Node):
                 config.amplitude = float(param.value)
             elif param.name == "style_blend":
                 config.style_blend = float(param.value)
+            elif param.name in ("smoothing", "seam_blend", "idle_smoothing", "silence_threshold_db"):
+                setattr(config, param.name, float(param.value))
         return SetParametersResult(successful=True)
 
     def _stream(self) -> None:

@@ -2,7 +2,10 @@
 
 Speech features and the fuzzy extractor's Mamba-2 state are carried across chunks exactly. Every ``hop_frames``
 new motion frames, the denoiser samples a window of ``window_frames`` ending at the newest frame; the frames the
-window shares with already published motion are pinned (diffusion inpainting), so hops join without seams.
+window shares with already published motion are pinned (clean context or inpainting, see diffusion/gaussian.py),
+so hops join without seams. The newest ``lookahead_frames`` of a window are sampled but not published: they let
+the hop's last frames see a little of the speech after them, because a gesture stroke starts before the syllable
+it lands on. That costs exactly their duration in latency.
 """
 
 from __future__ import annotations
@@ -12,22 +15,37 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.ndimage import gaussian_filter1d
 
 from ..diffusion.gaussian import SAMPLERS
 from ..features.factory import SpeechEncoder
 from ..model.gesture_model import DiMGestor
+from .loudness import FrameLoudness
 
 
 @dataclass
 class StreamingConfig:
     window_frames: int = 60  # frames the denoiser sees at once (2 s at 30 fps)
     hop_frames: int = 15  # new frames per generated hop (0.5 s at 30 fps)
+    lookahead_frames: int = 4  # frames after the hop sampled for context but not published (adds their latency)
     steps: int = 8  # sampling steps (network evaluations) per window
     sampler: str = "ddim"  # "ddim", "ddpm" or "dpmpp2m" (see diffusion/gaussian.py)
     eta: float = 0.0
     guidance: float = 1.0  # classifier-free guidance scale (1 = off)
     amplitude: float = 1.0  # scales motion around the mean pose
     style_blend: float = 0.0  # 0: the style heard in the speech; 1: the fixed style set with set_style()
+    # Gaussian smoothing of each new hop, sigma in frames (0: off). It uses the published frames before the hop as
+    # context, so it adds no latency and no seam; it removes the frame-to-frame jitter few-step sampling leaves.
+    smoothing: float = 1.5
+    # Seam blending time constant in frames (0: off). The new frames are shifted by an offset that starts at the
+    # gap between them and the continuation (position and velocity) of the published motion and decays like a
+    # critically damped spring (inertialization, Bollo 2016), so a hop never starts with a jump or a kink.
+    seam_blend: float = 4.0
+    # Idle: frames quieter than silence_threshold_db (RMS dBFS per motion frame) are smoothed with idle_smoothing
+    # (sigma in frames) instead of `smoothing`, blended over a few frames, so silence gives a calm rest that still
+    # breathes rather than the small restless wiggles of a few-step sampler.
+    silence_threshold_db: float = -45.0
+    idle_smoothing: float = 5.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -35,18 +53,45 @@ class StreamingConfig:
             raise ValueError(
                 f"hop_frames ({self.hop_frames}) must be between 1 and window_frames ({self.window_frames})"
             )
+        if not 0 <= self.lookahead_frames <= self.window_frames - self.hop_frames:
+            raise ValueError(f"lookahead_frames ({self.lookahead_frames}) must be between 0 and window_frames - "
+                             f"hop_frames ({self.window_frames - self.hop_frames})")
         if self.sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
         if self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
         if not 0.0 <= self.style_blend <= 1.0:
             raise ValueError(f"style_blend must be in [0, 1], got {self.style_blend}")
+        if not 0.0 <= self.smoothing <= 10.0:
+            raise ValueError(f"smoothing must be in [0, 10] frames, got {self.smoothing}")
+        if not 0.0 <= self.seam_blend <= 30.0:
+            raise ValueError(f"seam_blend must be in [0, 30] frames, got {self.seam_blend}")
+        if not 0.0 <= self.idle_smoothing <= 10.0:
+            raise ValueError(f"idle_smoothing must be in [0, 10] frames, got {self.idle_smoothing}")
+        if not -120.0 <= self.silence_threshold_db <= 0.0:
+            raise ValueError(f"silence_threshold_db must be in [-120, 0] dBFS, got {self.silence_threshold_db}")
 
 
 @dataclass
 class MotionHop:
     poses: np.ndarray  # (H, pose_dim): radians and metres, the skeleton's degrees of freedom
     first_frame: int  # index of poses[0] since the stream started
+
+
+def seam_offset(published: torch.Tensor, new: torch.Tensor, time_constant: float) -> torch.Tensor:
+    """(B, N, D) offset that makes ``new`` (B, N, D) continue ``published`` (B, K, D) in position and velocity.
+
+    At the first new frame the offset closes the gap to the published motion extrapolated one frame; its slope
+    there closes the velocity gap; then it decays as (x0 + (v0 + x0 / tau) k) exp(-k / tau), a critically damped
+    spring, so it fades within a few time constants without overshoot.
+    """
+    last = published[:, -1]  # (B, D)
+    velocity = last - published[:, -2] if published.shape[1] > 1 else torch.zeros_like(last)
+    x0 = last + velocity - new[:, 0]
+    new_velocity = new[:, 1] - new[:, 0] if new.shape[1] > 1 else velocity
+    v0 = velocity - new_velocity
+    k = torch.arange(new.shape[1], dtype=new.dtype)[None, :, None]  # (1, N, 1)
+    return (x0[:, None] + (v0[:, None] + x0[:, None] / time_constant) * k) * torch.exp(-k / time_constant)
 
 
 class StreamingGestureGenerator:
@@ -100,6 +145,7 @@ class StreamingGestureGenerator:
         self._generated_start = 0
         self.frames_emitted = 0
         self.samples_pushed = 0
+        self._loudness = FrameLoudness(self.encoder.sample_rate, self.fps)
         self._rng = torch.Generator().manual_seed(self.config.seed)
 
     @property
@@ -109,6 +155,7 @@ class StreamingGestureGenerator:
     def push(self, audio: np.ndarray) -> list[MotionHop]:
         """Consume mono float32 samples at the encoder's rate; return every hop they complete."""
         self.samples_pushed += len(audio)
+        self._loudness.push(audio)
         features, self._audio_state = self.encoder.encode_stream(audio, self._audio_state)
         features_t = torch.from_numpy(features)[None]  # (1, n, speech_dim)
         fuzzy = self.model.fuzzy
@@ -117,13 +164,13 @@ class StreamingGestureGenerator:
             # Feed speech only up to the frame that completes the next hop, so every hop is generated with the
             # style of exactly the speech before its end, whatever the chunking of the audio (a large chunk must
             # not hand early hops a style computed from later speech).
-            hop_end = self.frames_emitted + self.config.hop_frames
+            hop_end = self.frames_emitted + self.config.hop_frames + self.config.lookahead_frames
             needed = max(1, hop_end * fuzzy.speech_fps // fuzzy.motion_fps - self._fuzzy_state.speech_frames)
             piece, features_t = features_t[:, :needed], features_t[:, needed:]
             with torch.no_grad():
                 local, self._style, self._fuzzy_state = fuzzy.forward_stream(piece, self._fuzzy_state)
             self._local = torch.cat([self._local, local], dim=1)
-            while self.frames_available >= self.frames_emitted + self.config.hop_frames:
+            while self.frames_available >= self.frames_emitted + self.config.hop_frames + self.config.lookahead_frames:
                 hops.append(self._generate_hop())
         return hops
 
@@ -144,9 +191,27 @@ class StreamingGestureGenerator:
                 trimmed.append(MotionHop(hop.poses[:keep], hop.first_frame))
         return trimmed
 
+    def _smooth(self, window: torch.Tensor, start: int, end: int) -> torch.Tensor:
+        """Gaussian smoothing along time of window (1, L, pose_dim) covering frames [start, end): `smoothing` where
+        there is speech, `idle_smoothing` in silence. Frames before the hop are published and act as context."""
+        c = self.config
+        frames = window[0].numpy()  # (L, pose_dim)
+        smoothed = gaussian_filter1d(frames, c.smoothing, axis=0, mode="nearest") if c.smoothing > 0 else frames
+        if c.idle_smoothing > c.smoothing:
+            # The newest frame's audio may be incomplete when its speech features are (up to 2/3 of a speech
+            # frame short), so it takes the level of the frame before it: levels must not depend on chunking.
+            levels = self._loudness.db(start, end - 1)
+            levels = np.append(levels, levels[-1] if len(levels) else -np.inf)  # (L,)
+            silent = (levels < c.silence_threshold_db).astype(np.float32)
+            weight = gaussian_filter1d(silent, 2.0, mode="nearest")[:, None]  # no hard switch at speech edges
+            if weight.max() > 0:
+                idle = gaussian_filter1d(frames, c.idle_smoothing, axis=0, mode="nearest")
+                smoothed = (1.0 - weight) * smoothed + weight * idle
+        return torch.from_numpy(np.ascontiguousarray(smoothed, dtype=np.float32))[None]
+
     def _generate_hop(self) -> MotionHop:
         c = self.config
-        end = self.frames_emitted + c.hop_frames
+        end = self.frames_emitted + c.hop_frames + c.lookahead_frames  # the window's end: the newest frame
         start = max(0, end - c.window_frames)
         local = self._local[:, start - self._local_start : end - self._local_start]  # (1, L, D)
         length = end - start
@@ -167,15 +232,20 @@ class StreamingGestureGenerator:
             known=known if known_frames > 0 else None,
             known_mask=mask if known_frames > 0 else None,
         )
-        new = window[:, known_frames:]  # (1, hop, pose_dim)
+        if c.seam_blend > 0 and known_frames > 0:
+            window = window.clone()
+            window[:, known_frames:] += seam_offset(window[:, :known_frames], window[:, known_frames:], c.seam_blend)
+        window = self._smooth(window, start, end)
+        new = window[:, known_frames : known_frames + c.hop_frames]  # (1, hop, pose_dim); the lookahead is dropped
         self._generated = torch.cat([self._generated, new], dim=1)
         first = self.frames_emitted
-        self.frames_emitted = end
+        self.frames_emitted = first + c.hop_frames
         # Keep only what the next window can reach.
         next_start = max(0, end + c.hop_frames - c.window_frames)
         self._generated = self._generated[:, max(0, next_start - self._generated_start) :]
         self._generated_start = max(self._generated_start, next_start)
         self._local = self._local[:, max(0, next_start - self._local_start) :]
         self._local_start = max(self._local_start, next_start)
+        self._loudness.forget_before(next_start)
         poses = self.model.pose_mean + c.amplitude * new[0] * self.model.pose_std  # (hop, pose_dim)
         return MotionHop(poses.numpy().astype(np.float32), first)

@@ -29,12 +29,16 @@ class TrainConfig:
     checkpoint_every: int = 5000  # resumable checkpoint every N steps (0: only at the end)
     seed: int = 0
     num_workers: int = 0  # DataLoader worker processes per training process
+    # Training windows, in motion frames: the streaming window length by default, so the model learns exactly the
+    # windows it will be sampled in (a model trained on longer windows than it streams with loses quality).
+    window_frames: int = 60
+    hop_frames: int = 15
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def __post_init__(self) -> None:
         if isinstance(self.model, dict):
             self.model = _model_config(self.model)
-        positive = ("steps", "batch_size")
+        positive = ("steps", "batch_size", "window_frames", "hop_frames")
         non_negative = ("warmup", "grad_clip", "weight_decay", "val_every", "checkpoint_every", "num_workers")
         for name in positive:
             if getattr(self, name) <= 0:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -417,11 +418,12 @@ def train_distributed(
 # --- command line ------------------------------------------------------------------------------------------------
 
 
-def default_dataset_factory(data_dir: Path) -> Dataset:
+def default_dataset_factory(data_dir: Path, window_frames: int = 60, hop_frames: int = 15,
+                            cache_dir: Path | None = None) -> Dataset:
     """Paired BVH + WAV clips (BEAT / ZEGGS / GENEA layout), imported only when training."""
     from ..corpus.dataset import PairedMotionDataset
 
-    return PairedMotionDataset(data_dir)
+    return PairedMotionDataset(data_dir, window_frames=window_frames, hop_frames=hop_frames, cache_dir=cache_dir)
 
 
 def _check_data_dir(path: Path, flag: str) -> None:
@@ -464,11 +466,14 @@ def _resolve_config(args: argparse.Namespace) -> TrainConfig:
 
 def run_train(args: argparse.Namespace, dataset_factory: DatasetFactory | None = None) -> int:
     """`dimgestor train`; under torchrun (WORLD_SIZE > 1 in the environment) this process joins the gloo group."""
-    factory = dataset_factory or default_dataset_factory
     _check_data_dir(args.data, "--data")
     if args.val_data is not None:
         _check_data_dir(args.val_data, "--val-data")
     config = _resolve_config(args)
+    # Speech features are cached in the run folder: a resumed or repeated run does not recompute them.
+    factory = dataset_factory or functools.partial(
+        default_dataset_factory, window_frames=config.window_frames, hop_frames=config.hop_frames,
+        cache_dir=args.out / "feature_cache")
     if args.nproc > 1:
         results = train_distributed(factory, args.data, args.out, config, args.nproc, args.resume, args.val_data)
         result = results[0]
