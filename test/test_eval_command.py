@@ -113,3 +113,17 @@ def test_the_same_model_name_twice_is_refused(folders, capsys):
     same = str(folders / "same")
     assert main(["--reference", str(folders / "reference"), "--generated", f"x={same}", f"x={same}"]) == 2
     assert "given twice" in capsys.readouterr().err
+
+
+def test_plots_are_written_as_png_and_listed_in_the_report(folders):
+    from PIL import Image
+
+    out, plots = folders / "eval.json", folders / "plots"
+    assert run(["--reference", str(folders / "reference"), "--generated", f"copy={folders / 'same'}",
+                str(folders / "shifted"), "--out", str(out), "--plots", str(plots)]) == 0
+    listed = json.loads(out.read_text())["plots"]
+    assert listed == [str(plots / "metrics.png"), str(plots / "speed_clip_a.png")]
+    for path in listed:
+        with Image.open(path) as image:
+            assert image.format == "PNG" and image.size[0] > 500
+            assert len(image.convert("RGB").getcolors(maxcolors=100_000)) > 10  # drawn, not blank

@@ -76,13 +76,20 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
                              "omit to skip seam continuity")
     parser.add_argument("--no-beats", action="store_true",
                         help="skip beat alignment (no WAV files needed)")
+    parser.add_argument("--plots", type=Path, metavar="DIR",
+                        help="also draw PNG plots into DIR: metrics.png (a bar chart per metric) and "
+                             "speed_<stem>.png (the first clip's joint speed against its speech onsets)")
 
 
 def run_eval(args: argparse.Namespace) -> int:
     """Run the evaluation described by parsed ``eval`` arguments; print the table, write JSON; 0 on success."""
     report = evaluate(args.reference, _parse_generated(args.generated), unit_scale=args.unit_scale,
                       sigma_s=args.sigma, window_s=args.window, seam_every=args.seam_every, beats=not args.no_beats)
+    if args.plots is not None:
+        report["plots"] = [str(path) for path in _draw_plots(report, args)]
     print(format_table(report))
+    for path in report.get("plots", []):
+        print(f"wrote {path}")
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -118,7 +125,7 @@ def evaluate(reference_dir: Path, generated: list[tuple[str, Path]], *, unit_sca
         "models": [],
         "settings": settings,
         "definitions": DEFINITIONS,
-        "notes": ["plots: not drawn (matplotlib is not a dependency of this package)"],
+        "notes": ["plots: drawn by --plots DIR (metrics.png, speed_<stem>.png)"],
     }
     report["reference"]["metrics"].update({"fgd_pose": 0.0, "fgd_kinetic": 0.0})
     for name, directory in generated:
@@ -133,6 +140,24 @@ def evaluate(reference_dir: Path, generated: list[tuple[str, Path]], *, unit_sca
         report["models"].append({"name": name, "dir": str(directory), "clips": len(clips),
                                  "frames": int(sum(len(c.poses) for c in clips)), "metrics": model_metrics})
     return _json_ready(report)
+
+
+def _draw_plots(report: dict, args: argparse.Namespace) -> list[Path]:
+    from dimgestor_ros.evaluation.plots import plot_metrics, plot_speed
+
+    paths = [plot_metrics(report, args.plots / "metrics.png")]
+    reference_paths = _bvh_files(args.reference, "reference")
+    stem = next(iter(reference_paths))
+    first = read_bvh(reference_paths[stem])
+    fps, signature = first.fps, _signature(first)
+    curves = {"reference": _load_clips({stem: reference_paths[stem]}, signature, first, fps, args.unit_scale)[0]}
+    for name, directory in _parse_generated(args.generated):
+        curves[name] = _load_clips({stem: directory / f"{stem}.bvh"}, signature, first, fps, args.unit_scale)[0]
+    onsets = None if args.no_beats else _onsets(args.reference, {stem: reference_paths[stem]})[stem][0]
+    paths.append(plot_speed({name: clip.positions for name, clip in curves.items()}, fps, onsets,
+                            args.plots / f"speed_{stem}.png", f"{stem}: mean joint speed, kinematic beats (dots), "
+                            "speech onsets (grey lines)"))
+    return paths
 
 
 def format_table(report: dict) -> str:
