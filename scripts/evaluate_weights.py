@@ -1,8 +1,13 @@
-"""Scores a weights folder on held-out clips against two baselines (mean pose, a random real clip).
+"""Scores weights folders on held-out clips against two baselines (the mean pose, a random real clip).
 
-    python scripts/evaluate_weights.py --weights DIR --held-out DIR --train DIR --out REPORT.json
+    python scripts/evaluate_weights.py --weights mamba2=DIR [transformer=DIR ...] --held-out DIR --train DIR \
+        --out REPORT.json [--limit N]
 
-Writes the generated and baseline BVH folders next to REPORT.json and runs `dimgestor eval` on all three.
+For every held-out clip (``<stem>.wav`` + ``<stem>.bvh``) each model generates motion from the speech exactly as
+`dimgestor generate` and the streaming node do (StreamingGestureGenerator, default streaming settings unless
+overridden); the mean-pose baseline holds the training clips' mean pose; the random-clip baseline plays a random
+stretch of a random training clip. The BVH folders go next to REPORT.json and `dimgestor eval` scores them all in
+one side-by-side table, with plots in REPORT.json's folder / plots.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -22,38 +28,71 @@ from dimgestor_ros.motion.bvh import BvhMotion, read_bvh, write_bvh
 from dimgestor_ros.motion.skeleton import HUMANOID
 from dimgestor_ros.streaming.generator import StreamingConfig
 
+FRAME_TIME = 1.0 / 30.0
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--weights", type=Path, required=True)
+    parser.add_argument("--weights", nargs="+", required=True, metavar="NAME=DIR", help="weights folders to score")
     parser.add_argument("--held-out", type=Path, required=True, help="reference clips (*.wav + *.bvh)")
-    parser.add_argument("--train", type=Path, required=True, help="training clips, for the random-clip baseline")
+    parser.add_argument("--train", type=Path, required=True, help="training clips, for the baselines")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--limit", type=int, help="score only every k-th clip so that about this many are used")
+    parser.add_argument("--lookahead", type=int, default=StreamingConfig.lookahead_frames,
+                        help="streaming lookahead frames (default: the streaming default)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    torch.set_num_threads(2)
-    model = DiMGestor.load(args.weights)
+    torch.set_num_threads(args.threads)
     root = args.out.parent
-    folders = {name: root / name for name in ("generated", "mean_pose", "random_clip")}
+    wavs = sorted(args.held_out.glob("*.wav"))
+    if args.limit:
+        wavs = wavs[:: max(1, len(wavs) // args.limit)][: args.limit]
+    models = {}
+    for spec in args.weights:
+        name, _, directory = spec.partition("=")
+        models[name] = DiMGestor.load(directory)
+    folders = {name: root / name for name in (*models, "mean_pose", "random_clip")}
     for folder in folders.values():
         folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob("*.bvh"):
+            stale.unlink()
     rng = np.random.default_rng(args.seed)
     train_motion = [read_bvh(p).to_poses(0.01) for p in sorted(args.train.glob("*.bvh"))]
     mean_pose = np.concatenate(train_motion).mean(axis=0)
-    frame_time = 1.0 / model.config.motion_fps
-    for wav in sorted(args.held_out.glob("*.wav")):
+    config = StreamingConfig(seed=args.seed, lookahead_frames=args.lookahead)
+    seconds = {name: 0.0 for name in models}
+    for wav in wavs:
         frames = read_bvh(wav.with_suffix(".bvh")).num_frames
-        poses = generate_poses(load_audio(wav, 16000), model, StreamingConfig(seed=args.seed))[:frames]
-        write_bvh(BvhMotion.from_poses(HUMANOID, poses, frame_time), folders["generated"] / f"{wav.stem}.bvh")
-        write_bvh(BvhMotion.from_poses(HUMANOID, np.repeat(mean_pose[None], frames, 0), frame_time),
+        audio = load_audio(wav, 16000)
+        for name, model in models.items():
+            began = time.perf_counter()
+            poses = generate_poses(audio, model, config)[:frames]
+            seconds[name] += time.perf_counter() - began
+            write_bvh(BvhMotion.from_poses(HUMANOID, poses, FRAME_TIME), folders[name] / f"{wav.stem}.bvh")
+        write_bvh(BvhMotion.from_poses(HUMANOID, np.repeat(mean_pose[None], frames, 0), FRAME_TIME),
                   folders["mean_pose"] / f"{wav.stem}.bvh")
         clip = train_motion[rng.integers(len(train_motion))]
         start = rng.integers(max(1, len(clip) - frames + 1))
-        random_clip = np.resize(clip[start:], (frames, clip.shape[1])) if len(clip) - start < frames else clip[start : start + frames]
-        write_bvh(BvhMotion.from_poses(HUMANOID, random_clip, frame_time), folders["random_clip"] / f"{wav.stem}.bvh")
-        print(f"{wav.stem}: {frames} frames", flush=True)
-    command = [str(Path(sys.executable).parent / "dimgestor"), "eval", "--reference", str(args.held_out), "--generated",
-               *(f"{name}={folder}" for name, folder in folders.items()), "--out", str(args.out), "--seam-every", "15"]
+        stretch = clip[start : start + frames]
+        random_clip = np.resize(stretch, (frames, clip.shape[1])) if len(stretch) < frames else stretch
+        write_bvh(BvhMotion.from_poses(HUMANOID, random_clip, FRAME_TIME), folders["random_clip"] / f"{wav.stem}.bvh")
+    audio_s = sum(read_bvh(w.with_suffix(".bvh")).num_frames for w in wavs) * FRAME_TIME
+    for name, spent in seconds.items():
+        print(f"{name}: generated {audio_s:.0f} s of motion for {len(wavs)} clips in {spent:.0f} s "
+              f"(real-time factor {spent / audio_s:.3f})", flush=True)
+    command = [str(Path(sys.executable).parent / "dimgestor"), "eval", "--reference", str(args.held_out),
+               "--generated", *(f"{name}={folder}" for name, folder in folders.items()), "--out", str(args.out),
+               "--seam-every", str(config.hop_frames), "--plots", str(root / "plots")]
+    if args.limit:
+        reference = root / "reference"
+        reference.mkdir(exist_ok=True)
+        for wav in wavs:
+            for path in (wav, wav.with_suffix(".bvh")):
+                target = reference / path.name
+                target.unlink(missing_ok=True)
+                target.symlink_to(path.resolve())
+        command[command.index("--reference") + 1] = str(reference)
     return subprocess.run(command).returncode
 
 

@@ -313,6 +313,12 @@ def train(
                 last_val = record["val_loss"] = validation_loss(ema, val_dataset, config.batch_size)
                 if metrics is not None:
                     record.update(metrics(ema, val_dataset))
+                elapsed = time.monotonic() - started
+                summary = ", ".join(f"{key} {value:.4g}" for key, value in record.items()
+                                    if key.startswith("val_") and isinstance(value, float))
+                # Also when the bar is hidden (CI, logs to a file): validation is the line worth having there.
+                bar.write(f"step {done}/{config.steps}: loss {record['loss']:.4f}, {summary} "
+                          f"({(done - start) / max(elapsed, 1e-9):.2f} steps/s)", file=sys.stderr)
             if log is not None:
                 log.write(record)  # before the checkpoint, so a checkpoint's steps are always all in the log
             if _due(done, config.checkpoint_every, config.steps):
@@ -379,7 +385,10 @@ def _ddp_worker(rank: int, world_size: int, port: int, factory: DatasetFactory, 
     try:
         dataset = factory(data_dir)
         val = factory(val_dir) if val_dir is not None else None
-        results.put(train(dataset, out_dir, TrainConfig.from_dict(config), resume=resume, val_dataset=val))
+        from .validation import validation_metrics
+
+        results.put(train(dataset, out_dir, TrainConfig.from_dict(config), resume=resume, val_dataset=val,
+                          metrics=validation_metrics))
     except UserError as error:
         results.put({"rank": rank, "error": str(error)})
     finally:
@@ -485,7 +494,10 @@ def run_train(args: argparse.Namespace, dataset_factory: DatasetFactory | None =
             dist.init_process_group("gloo")
         try:
             val = factory(args.val_data) if args.val_data is not None else None
-            result = train(factory(args.data), args.out, config, resume=args.resume, val_dataset=val)
+            from .validation import validation_metrics
+
+            result = train(factory(args.data), args.out, config, resume=args.resume, val_dataset=val,
+                           metrics=validation_metrics)
         finally:
             if torchrun:
                 dist.destroy_process_group()
