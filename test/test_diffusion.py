@@ -235,3 +235,24 @@ def test_velocity_loss_punishes_jitter_but_not_a_constant_offset():
     assert loss(plain, offset) == pytest.approx(0.01) and loss(weighted, offset) == pytest.approx(0.01)
     # jitter of +-0.1 has frame differences of +-0.2: velocity error 0.04, weighted by 2.
     assert loss(plain, jitter) == pytest.approx(0.01) and loss(weighted, jitter) == pytest.approx(0.01 + 2 * 0.04)
+
+
+def test_initial_noise_replaces_the_first_draw_and_must_fit_the_shape():
+    model = perturbed_model()
+    local, style = condition(model)
+    shape = (2, local.shape[1], 63)
+    noise = torch.randn(shape, generator=torch.Generator().manual_seed(9))
+    drawn = model.sample(local, style, steps=4, generator=torch.Generator().manual_seed(9))
+    given = model.sample(local, style, steps=4, initial_noise=noise)
+    torch.testing.assert_close(given, drawn, rtol=0, atol=0)  # DDIM (eta 0) is a function of its first draw
+    with pytest.raises(ValueError, match="initial_noise has shape"):
+        model.sample(local, style, steps=4, initial_noise=noise[:, :-1])
+
+
+def test_guidance_batches_both_passes_into_one_network_call():
+    model = perturbed_model()
+    local, style = condition(model)
+    calls = []
+    model.denoiser.register_forward_hook(lambda module, args, output: calls.append(args[0].shape[0]))
+    model.sample(local, style, steps=3, guidance=2.0, generator=torch.Generator().manual_seed(1))
+    assert calls == [4, 4, 4]  # batch 2, conditioned and unconditioned together, once per step

@@ -37,8 +37,10 @@ class RecordingDiMGestor(DiMGestor):
     def sample(self, local, style, **kwargs):
         window = super().sample(local, style, **kwargs)
         known, mask = kwargs.get("known"), kwargs.get("known_mask")
+        noise = kwargs.get("initial_noise")
         self.calls.append(
             dict(
+                noise=None if noise is None else noise.clone(),
                 window=window.clone(),
                 known=None if known is None else known.clone(),
                 mask=None if mask is None else mask.clone(),
@@ -340,3 +342,24 @@ def test_seam_blend_turns_jumps_between_windows_into_smooth_transitions(encoder,
 
     assert largest_step(0.0) == pytest.approx(1.0)  # unblended: the full jump at every seam
     assert largest_step(3.0) < 0.45  # blended: spread over several frames
+
+
+@pytest.mark.parametrize("consistent", [True, False])
+def test_each_frame_keeps_its_initial_noise_in_every_window_it_is_in(encoder, speech, consistent):
+    model = perturbed_model(cls=RecordingDiMGestor)
+    generator = StreamingGestureGenerator(model, encoder, config(lookahead_frames=3, consistent_noise=consistent))
+    run_stream(generator, speech, [1600])
+    if not consistent:
+        assert all(call["noise"] is None for call in model.calls)
+        return
+    by_frame: dict[int, torch.Tensor] = {}
+    for i, call in enumerate(model.calls):
+        end = (i + 1) * HOP + 3
+        start = max(0, end - WINDOW)
+        assert call["noise"].shape == (1, end - start, 63)
+        for k in range(end - start):
+            frame = start + k
+            if frame in by_frame:
+                torch.testing.assert_close(call["noise"][0, k], by_frame[frame], rtol=0, atol=0)
+            by_frame[frame] = call["noise"][0, k]
+    assert len(by_frame) > 3 * WINDOW

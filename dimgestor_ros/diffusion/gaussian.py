@@ -117,6 +117,7 @@ class GaussianDiffusion(nn.Module):
         device: torch.device | None = None,
         clip_x0: float | None = None,
         context: bool = False,
+        initial_noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Sample with ``steps`` network evaluations on evenly spaced timesteps.
 
@@ -127,6 +128,8 @@ class GaussianDiffusion(nn.Module):
         each step (replacement inpainting), or with ``context=True`` given clean at per-token timestep 0 (for a
         model trained with ``context_prob`` > 0).
         clip_x0 bounds the predicted clean sample (in normalised units), which keeps eps-prediction stable.
+        initial_noise (B, L, D) replaces the first draw, so a caller can give the same frame the same noise in
+        overlapping windows (with eta 0 the sample is then a deterministic function of it).
         """
         if sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
@@ -134,7 +137,12 @@ class GaussianDiffusion(nn.Module):
             raise ValueError(f"steps must be >= 1, got {steps}")
         steps = min(steps, self.num_train_steps)
         timesteps = torch.linspace(self.num_train_steps - 1, 0, steps, device=device).round().long().tolist()
-        x = torch.randn(shape, device=device, generator=generator)
+        if initial_noise is not None:
+            if tuple(initial_noise.shape) != tuple(shape):
+                raise ValueError(f"initial_noise has shape {tuple(initial_noise.shape)}, expected {tuple(shape)}")
+            x = initial_noise.to(device)
+        else:
+            x = torch.randn(shape, device=device, generator=generator)
         previous_x0 = None
         previous_h = None
         for i, t_value in enumerate(timesteps):

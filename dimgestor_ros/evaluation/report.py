@@ -115,7 +115,9 @@ def evaluate(reference_dir: Path, generated: list[tuple[str, Path]], *, unit_sca
     onsets = _onsets(reference_dir, reference_paths) if beats else {}
 
     settings = {"fps": fps, "unit_scale": unit_scale, "beat_sigma_s": sigma_s, "beat_average_over": "motion beats",
-                "speed_smoothing_s": metrics.SPEED_SMOOTHING_S, "window_s": window_s, "seam_every": seam_every,
+                "speed_smoothing_s": metrics.SPEED_SMOOTHING_S,
+                "minima_order": 1,  # every local minimum of the smoothed speed (argrelextrema order 1), ends excluded
+                "window_s": window_s, "seam_every": seam_every,
                 "audio_onsets": "librosa.onset.onset_detect, 16 kHz, hop 160" if beats else None}
     reference_kinetic = np.concatenate([metrics.kinetic_features(c.positions, fps, window_s) for c in reference])
     reference_poses = np.concatenate([metrics.pose_features(c.poses) for c in reference])

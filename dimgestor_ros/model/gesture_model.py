@@ -68,6 +68,7 @@ class DiMGestor(nn.Module):
         known: torch.Tensor | None = None,
         known_mask: torch.Tensor | None = None,
         context: bool | None = None,
+        initial_noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Normalised motion (B, L, pose_dim) for local features (B, L, D) and style (B, D).
 
@@ -78,12 +79,16 @@ class DiMGestor(nn.Module):
             context = self.config.diffusion.context_prob > 0
         b, length, _ = local.shape
 
+        if guidance != 1.0:
+            # Conditioned and unconditioned passes as one batch of 2B: one network call per step instead of two.
+            local2, style2 = torch.cat([local, local]), torch.cat([style, style])
+            dropped = torch.arange(2 * b, device=local.device) >= b  # (2B,) the second half unconditioned
+
         def denoise(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            conditioned = self.denoiser(x_t, t, local, style)
             if guidance == 1.0:
-                return conditioned
-            dropped = torch.ones(b, dtype=torch.bool, device=x_t.device)
-            unconditioned = self.denoiser(x_t, t, local, style, dropped)
+                return self.denoiser(x_t, t, local, style)
+            both = self.denoiser(torch.cat([x_t, x_t]), torch.cat([t, t]), local2, style2, dropped)
+            conditioned, unconditioned = both[:b], both[b:]
             return unconditioned + guidance * (conditioned - unconditioned)
 
         return self.diffusion.sample(
@@ -97,6 +102,7 @@ class DiMGestor(nn.Module):
             known_mask=known_mask,
             device=local.device,
             context=context,
+            initial_noise=initial_noise,
         )
 
     def save(self, directory: str | Path) -> None:

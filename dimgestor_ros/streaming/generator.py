@@ -45,6 +45,10 @@ class StreamingConfig:
     # (sigma in frames) instead of `smoothing`, blended over a few frames, so silence gives a calm rest that still
     # breathes rather than the small restless wiggles of a few-step sampler.
     silence_threshold_db: float = -45.0
+    # Give each frame one initial noise draw for every window it is in, instead of fresh noise per window: the
+    # sampler (deterministic for eta 0) then keeps the gesture it began in the lookahead rather than changing its
+    # mind every hop, which otherwise shows as restless direction changes.
+    consistent_noise: bool = True
     idle_smoothing: float = 5.0
     seed: int = 0
 
@@ -147,6 +151,8 @@ class StreamingGestureGenerator:
         self.samples_pushed = 0
         self._loudness = FrameLoudness(self.encoder.sample_rate, self.fps)
         self._rng = torch.Generator().manual_seed(self.config.seed)
+        self._noise = torch.zeros(1, 0, self.model.config.pose_dim)  # initial noise of frames [noise_start, ...)
+        self._noise_start = 0
 
     @property
     def frames_available(self) -> int:
@@ -191,6 +197,14 @@ class StreamingGestureGenerator:
                 trimmed.append(MotionHop(hop.poses[:keep], hop.first_frame))
         return trimmed
 
+    def _initial_noise(self, start: int, end: int) -> torch.Tensor:
+        """(1, end - start, pose_dim) the sampler's starting noise for frames [start, end), drawn once per frame."""
+        missing = end - (self._noise_start + self._noise.shape[1])
+        if missing > 0:
+            fresh = torch.randn(1, missing, self.model.config.pose_dim, generator=self._rng)
+            self._noise = torch.cat([self._noise, fresh], dim=1)
+        return self._noise[:, start - self._noise_start : end - self._noise_start]
+
     def _smooth(self, window: torch.Tensor, start: int, end: int) -> torch.Tensor:
         """Gaussian smoothing along time of window (1, L, pose_dim) covering frames [start, end): `smoothing` where
         there is speech, `idle_smoothing` in silence. Frames before the hop are published and act as context."""
@@ -229,6 +243,7 @@ class StreamingGestureGenerator:
             eta=c.eta,
             guidance=c.guidance,
             generator=self._rng,
+            initial_noise=self._initial_noise(start, end) if c.consistent_noise else None,
             known=known if known_frames > 0 else None,
             known_mask=mask if known_frames > 0 else None,
         )
@@ -247,5 +262,7 @@ class StreamingGestureGenerator:
         self._local = self._local[:, max(0, next_start - self._local_start) :]
         self._local_start = max(self._local_start, next_start)
         self._loudness.forget_before(next_start)
+        self._noise = self._noise[:, max(0, next_start - self._noise_start) :]
+        self._noise_start = max(self._noise_start, next_start)
         poses = self.model.pose_mean + c.amplitude * new[0] * self.model.pose_std  # (hop, pose_dim)
         return MotionHop(poses.numpy().astype(np.float32), first)
