@@ -1,7 +1,10 @@
 """`dimgestor generate SPEECH.wav -o OUT.bvh [--preview OUT.mp4|.gif|.png]`: offline generation of a whole clip.
 
 Offline generation is the streaming generator run as fast as possible over the clip, so a BVH written here is
-exactly what the ROS node would have published for the same audio, seed and settings.
+exactly what the ROS node would have published for the same audio, seed and settings. One setting differs by
+default: offline, the whole clip is known, so each hop looks OFFLINE_LOOKAHEAD frames (1.3 s) ahead instead of
+the node's few frames. Gestures start before the words they go with (hands rise about half a second before a
+phrase), which a low-latency stream cannot see coming; ``--lookahead 4`` reproduces the node's output exactly.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from .paths import default_weights_dir
 from .streaming.generator import StreamingConfig, StreamingGestureGenerator
 
 CHUNK_SECONDS = 0.5
+OFFLINE_LOOKAHEAD = 40  # frames: window 60 = 5 frames of context + a 15-frame hop + 40 frames ahead
 
 
 def generate_poses(
@@ -52,6 +56,11 @@ def add_generate_parser(commands) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=StreamingConfig.steps, help="sampling steps per window")
     parser.add_argument("--sampler", choices=SAMPLERS, default=StreamingConfig.sampler)
+    parser.add_argument("--lookahead", type=int, default=OFFLINE_LOOKAHEAD,
+                        help=f"frames each hop sees ahead (default {OFFLINE_LOOKAHEAD}; the streaming node uses "
+                        f"{StreamingConfig.lookahead_frames})")
+    parser.add_argument("--guidance", type=float, default=StreamingConfig.guidance,
+                        help="classifier-free guidance scale (1: off)")
     parser.add_argument("--threads", type=int, default=2)
     parser.set_defaults(handler=run_generate)
 
@@ -67,7 +76,11 @@ def run_generate(args: argparse.Namespace) -> int:
     model = DiMGestor.load(args.weights or default_weights_dir())
     encoder = make_speech_encoder(model.config.speech_encoder)
     audio = load_audio(args.speech, encoder.sample_rate)
-    config = StreamingConfig(steps=args.steps, sampler=args.sampler, seed=args.seed)
+    try:
+        config = StreamingConfig(steps=args.steps, sampler=args.sampler, seed=args.seed,
+                                 lookahead_frames=args.lookahead, guidance=args.guidance)
+    except ValueError as error:
+        raise UserError(str(error)) from None
     poses = generate_poses(audio, model, config, encoder)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     write_bvh(BvhMotion.from_poses(HUMANOID, poses, 1.0 / model.config.motion_fps), args.output)

@@ -4,8 +4,8 @@
         --out REPORT.json [--limit N]
 
 For every held-out clip (``<stem>.wav`` + ``<stem>.bvh``) each model generates motion from the speech exactly as
-`dimgestor generate` and the streaming node do (StreamingGestureGenerator, default streaming settings unless
-overridden); the mean-pose baseline holds the training clips' mean pose; the random-clip baseline plays a random
+`dimgestor generate` does (StreamingGestureGenerator with its offline lookahead; ``--lookahead 4`` gives the
+streaming node's output); the mean-pose baseline holds the training clips' mean pose; the random-clip baseline plays a random
 stretch of a random training clip. The BVH folders go next to REPORT.json and `dimgestor eval` scores them all in
 one side-by-side table, with plots in REPORT.json's folder / plots.
 """
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from dimgestor_ros.audio.io import load_audio
-from dimgestor_ros.generate import generate_poses
+from dimgestor_ros.generate import OFFLINE_LOOKAHEAD, generate_poses
 from dimgestor_ros.model.gesture_model import DiMGestor
 from dimgestor_ros.motion.bvh import BvhMotion, read_bvh, write_bvh
 from dimgestor_ros.motion.skeleton import HUMANOID
@@ -38,8 +38,9 @@ def main() -> int:
     parser.add_argument("--train", type=Path, required=True, help="training clips, for the baselines")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--limit", type=int, help="score only every k-th clip so that about this many are used")
-    parser.add_argument("--lookahead", type=int, default=StreamingConfig.lookahead_frames,
-                        help="streaming lookahead frames (default: the streaming default)")
+    parser.add_argument("--lookahead", type=int, default=OFFLINE_LOOKAHEAD,
+                        help=f"lookahead frames (default {OFFLINE_LOOKAHEAD}, as `dimgestor generate`; "
+                        f"{StreamingConfig.lookahead_frames} scores what the streaming node publishes)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()

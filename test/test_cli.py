@@ -114,6 +114,7 @@ def test_generate_writes_a_bvh_covering_the_whole_clip(tmp_path):
     (["{speech}", "-o", "x.mp4"], "must end in .bvh"),
     (["{speech}", "-o", "x.bvh", "--weights", "/nonexistent"], "weights folder not found"),
     (["{speech}", "-o", "x.bvh", "--preview", "x.avi"], "--preview x.avi must end in one of .png, .gif, .mp4"),
+    (["{speech}", "-o", "x.bvh", "--lookahead", "50"], "lookahead_frames (50) must be between 0 and"),
 ])
 def test_generate_bad_input_is_a_one_line_error(tmp_path, arguments, message):
     import soundfile
@@ -125,3 +126,23 @@ def test_generate_bad_input_is_a_one_line_error(tmp_path, arguments, message):
                             cwd=tmp_path)
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr, result.stderr
+
+
+def test_generate_with_the_node_lookahead_writes_what_the_node_would_publish(tmp_path):
+    from dimgestor_ros.audio.io import load_audio
+    from dimgestor_ros.generate import generate_poses
+    from dimgestor_ros.model.gesture_model import DiMGestor
+    from dimgestor_ros.motion.bvh import read_bvh
+    from dimgestor_ros.paths import default_weights_dir, demo_audio_file
+    from dimgestor_ros.streaming.generator import StreamingConfig
+
+    speech = tmp_path / "speech.wav"
+    import soundfile
+
+    soundfile.write(speech, load_audio(demo_audio_file(), 16000)[: 3 * 16000], 16000)
+    out = tmp_path / "node.bvh"
+    result = subprocess.run([DIMGESTOR, "generate", str(speech), "-o", str(out), "--steps", "2", "--lookahead", "4"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    expected = generate_poses(load_audio(speech, 16000), DiMGestor.load(default_weights_dir()), StreamingConfig(steps=2))
+    np.testing.assert_allclose(read_bvh(out).to_poses(0.01), expected, rtol=0, atol=1e-4)
