@@ -21,12 +21,16 @@ fi
 
 log() { echo "[setup] $*"; }
 
-# Debian packages: PortAudio (microphones), a C/C++ toolchain and CMake (building msg/), espeak-ng (synthetic corpus).
+# Debian packages: PortAudio (microphones), a C/C++ toolchain and CMake (building msg/), espeak-ng (synthetic corpus),
+# PulseAudio with its ALSA plugin (the virtual microphone of test/test_virtual_microphone.py).
 missing=()
 dpkg -s libportaudio2 >/dev/null 2>&1 || missing+=(libportaudio2)
 command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 command -v g++ >/dev/null 2>&1 || missing+=(g++)
 command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)  # synthetic speech for the synthetic gesture corpus
+command -v pulseaudio >/dev/null 2>&1 || missing+=(pulseaudio)  # the daemon behind the virtual microphone
+command -v pactl >/dev/null 2>&1 || missing+=(pulseaudio-utils)  # pactl: loads the FIFO-fed microphone
+dpkg -s libasound2-plugins >/dev/null 2>&1 || missing+=(libasound2-plugins)  # ALSA 'pulse' device for PortAudio
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     log "installing Debian packages: ${missing[*]}"

@@ -175,3 +175,18 @@ def test_refuses_to_write_into_a_folder_that_is_not_a_corpus(tmp_path):
     with pytest.raises(UserError, match="not a synthetic corpus"):
         build_corpus(tmp_path, 1, speakers=("ana",))
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_the_same_speech_spoken_louder_gets_bigger_strokes():
+    from dimgestor_ros.corpus.gestures import generate_gestures
+    from dimgestor_ros.corpus.synthetic import speak
+
+    speech = speak("The quick brown fox jumps over the lazy dog.", "en-us", 160, 50, shutil.which("espeak-ng"))
+    audio = np.concatenate([np.zeros(16000, np.float32), 0.5 * speech / np.abs(speech).max(), np.zeros(16000, np.float32)])
+    style = SPEAKER_STYLES["ana"]
+
+    def stroke_speed(gain_db: float) -> float:
+        track = generate_gestures(audio * 10 ** (gain_db / 20), 16000, style, np.random.default_rng(0))
+        return float(hand_speed(track.poses).mean())  # the posture changes are the same; strokes differ
+
+    assert stroke_speed(0.0) > 1.2 * stroke_speed(-12.0)  # measured 0.74 vs 0.58 m/s

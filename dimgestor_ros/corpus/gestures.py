@@ -20,6 +20,8 @@ from scipy.ndimage import binary_closing, binary_opening, gaussian_filter1d
 from dimgestor_ros.motion.skeleton import HUMANOID, neutral_pose
 
 FPS = 30.0
+LOUDNESS_FULL_DB = -12.0  # RMS level (dBFS, 40 ms frames) of loud speech: strokes at full size
+LOUDNESS_RANGE_DB = 25.0  # strokes shrink to their smallest size this far below it
 GESTURES = ("beat", "open", "point", "nod")
 HANDEDNESS = ("left", "right", "both")
 
@@ -104,7 +106,7 @@ SPEAKER_STYLES: dict[str, SpeakerStyle] = {
 class SpeechAnalysis:
     """The speech cues the rules use, on the motion's frame grid."""
 
-    loudness: np.ndarray  # (F,) 0..1, 0 = 40 dB below the clip's peak
+    loudness: np.ndarray  # (F,) 0..1: 1 at LOUDNESS_FULL_DB RMS, 0 at LOUDNESS_RANGE_DB below it
     speaking: np.ndarray  # (F,) bool, voice activity with short pauses closed
     onsets: np.ndarray  # (K,) seconds, candidate stroke times (acoustic onsets inside speech)
     onset_strength: np.ndarray  # (K,) onset envelope at each onset, to rank candidates
@@ -135,7 +137,8 @@ def analyse_speech(audio: np.ndarray, sample_rate: int) -> SpeechAnalysis:
     analysis_times = np.arange(len(db)) / 100.0
     times = (np.arange(frames) + 0.5) / FPS
     db_grid = np.interp(times, analysis_times, db)
-    loudness = np.clip((db_grid - (peak - 40.0)) / 40.0, 0.0, 1.0)
+    # Absolute loudness (dBFS), not relative to the clip's peak: the same words spoken louder get bigger strokes.
+    loudness = np.clip((db_grid - (LOUDNESS_FULL_DB - LOUDNESS_RANGE_DB)) / LOUDNESS_RANGE_DB, 0.0, 1.0)
     active = db_grid > max(peak - 30.0, -60.0)
     active = binary_closing(active, structure=np.ones(int(0.3 * FPS) | 1))  # bridge short word gaps
     active = binary_opening(active, structure=np.ones(3)) & active  # drop clicks shorter than 0.1 s
@@ -256,7 +259,9 @@ def generate_gestures(audio: np.ndarray, sample_rate: int, style: SpeakerStyle,
         frame = min(int(beat * FPS), frames - 1)
         phrase = next((i for i, (s, e) in enumerate(phrases) if s <= frame < e), None)
         kind = kinds[phrase] if phrase is not None else "beat"
-        size = style.amplitude * (0.35 + 0.65 * float(analysis.loudness[frame]))
+        # The syllable's loudness: the loudest frame within 0.1 s of the onset (at the onset itself it is still rising).
+        loudness = float(analysis.loudness[max(0, frame - 3) : frame + 4].max())
+        size = style.amplitude * (0.35 + 0.65 * loudness)
         stroke = sum((_arm_vector(_STROKES[kind], side, size) for side in stroking), np.zeros(63))
         nod = 1.0 if kind == "nod" else 0.25
         for dof, amount in _NOD.items():

@@ -34,6 +34,7 @@ from dimgestor_ros.motion.skeleton import HUMANOID
 
 SAMPLE_RATE = 16000
 UNIT_SCALE = 0.01  # metres per BVH length unit: the BVH files are in centimetres
+LEVEL_RANGE_DB = (-10.0, 0.0)  # per-sentence speech level, relative to a 0.5 full-scale peak
 TRAIN, HELD_OUT = "train", "held-out"
 
 
@@ -75,7 +76,7 @@ motion is rule-based (beat strokes on speech onsets, size from loudness, rest wi
 - `<split>/<speaker>_<n>.wav`: 16 kHz mono PCM16.
 - `<split>/<speaker>_<n>.bvh`: {fps:g} fps; root translation and offsets in centimetres (unit_scale 0.01), rotations in
   degrees, ZXY channel order; read with `read_bvh(path).to_poses(0.01)`.
-- `manifest.json`: per clip its path (without suffix), speaker, language, voice, rate, pitch, text, duration, speech segments, beat times
+- `manifest.json`: per clip its path (without suffix), speaker, speech level per sentence (dB), language, voice, rate, pitch, text, duration, speech segments, beat times
   (stroke apexes, seconds), split. `train` = training speakers saying training sentences; `held-out` = held-out
   speakers ({held_out}) saying held-out sentences (never seen in training).
 - Seed {seed}; the same seed and arguments give byte-identical files.
@@ -112,22 +113,30 @@ def _clip_rng(seed: int, speaker: str, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(speaker.encode()), index])
 
 
-def _compose(sentences: list[np.ndarray], rng: np.random.Generator) -> tuple[np.ndarray, list[tuple[float, float]]]:
-    """Sentences joined by pauses, with 1.2-1.5 s of silence before and after (for rest motion); speech segments."""
+def _compose(sentences: list[np.ndarray], rng: np.random.Generator
+             ) -> tuple[np.ndarray, list[tuple[float, float]], list[float]]:
+    """Sentences joined by pauses, with 1.2-1.5 s of silence before and after (for rest motion); speech segments
+    and each sentence's level.
+
+    Each sentence is spoken at its own level (peak LEVEL_RANGE_DB below 0.5 full scale), so the corpus holds
+    quiet and loud speech, within a clip and across clips: the gesture rules size strokes by absolute loudness,
+    and a model can only learn "louder is bigger" from data whose loudness varies.
+    """
     parts, segments, cursor = [], [], 0
     gaps = [rng.uniform(1.2, 1.5)] + [rng.uniform(0.6, 1.0) for _ in sentences[1:]] + [rng.uniform(1.2, 1.5)]
-    for gap, speech in zip(gaps, sentences + [None]):
+    levels = [float(rng.uniform(*LEVEL_RANGE_DB)) for _ in sentences]
+    for gap, speech, level in zip(gaps, sentences + [None], levels + [0.0]):
         silence = np.zeros(int(gap * SAMPLE_RATE), dtype=np.float32)
         parts.append(silence)
         cursor += len(silence)
         if speech is not None:
-            speech = 0.5 * speech / max(float(np.max(np.abs(speech))), 1e-6)
+            speech = 0.5 * 10 ** (level / 20) * speech / max(float(np.max(np.abs(speech))), 1e-6)
             parts.append(speech.astype(np.float32))
             segments.append((cursor / SAMPLE_RATE, (cursor + len(speech)) / SAMPLE_RATE))
             cursor += len(speech)
     audio = np.concatenate(parts)
     audio += rng.normal(0.0, 3e-4, size=audio.shape).astype(np.float32)  # a faint room-noise floor
-    return np.round(np.clip(audio, -1.0, 1.0) * 32767.0) / 32767.0, segments  # exactly what PCM16 stores
+    return np.round(np.clip(audio, -1.0, 1.0) * 32767.0) / 32767.0, segments, levels  # exactly what PCM16 stores
 
 
 def build_corpus(out_dir: str | Path, clips_per_speaker: int, seed: int = 0, languages: Sequence[str] = ("en", "cmn"),
@@ -180,7 +189,7 @@ def build_corpus(out_dir: str | Path, clips_per_speaker: int, seed: int = 0, lan
                                                                                             endpoint=True))
             voice = profile.voices[language]
             speech = [speak(SENTENCES[language][i], voice, rate, pitch, espeak) for i in chosen]
-            audio, segments = _compose(speech, rng)
+            audio, segments, levels = _compose(speech, rng)
             track = generate_gestures(audio, SAMPLE_RATE, profile.style, rng)
             stem = f"{name}_{n}"
             soundfile.write(str(out / split / f"{stem}.wav"), audio, SAMPLE_RATE, subtype="PCM_16")
@@ -191,6 +200,7 @@ def build_corpus(out_dir: str | Path, clips_per_speaker: int, seed: int = 0, lan
                 "text": " ".join(SENTENCES[language][i] for i in chosen),
                 "duration": round(len(audio) / SAMPLE_RATE, 4), "frames": int(track.poses.shape[0]),
                 "speech_segments": [[round(a, 4), round(b, 4)] for a, b in segments],
+                "speech_levels_db": [round(level, 2) for level in levels],
                 "beat_times": [round(float(t), 4) for t in track.beats],
                 "gestures": [kind for _, _, kind in track.phrases], "split": split, "synthetic": True,
             })
