@@ -160,19 +160,27 @@ def test_file_source_of_a_broken_file_is_a_user_error(tmp_path):
         FileSource(tmp_path / "x.wav", SR)
 
 
-def test_push_source_resamples_and_downmixes_pushed_audio():
+def test_push_source_resamples_pushed_audio_as_one_stream_and_downmixes():
+    """One continuous 48 kHz tone pushed in uneven pieces, mono then stereo, then 16 kHz audio: the pieces come out
+    as one resampled stream (no clicks at message edges, nothing lost), the rate change flushes the old resampler's
+    tail before the new audio, and every push is mono float32."""
     source = PushSource(SR)
-    source.push(sine(300.0, 0.1, 48000), 48000)
-    stereo = np.stack([sine(300.0, 0.05, 48000)] * 2, axis=1)
-    source.push(stereo, 48000)
+    tone = sine(300.0, 0.3, 48000)
+    source.push(tone[:4800], 48000)
+    source.push(np.stack([tone[4800:7200]] * 2, axis=1), 48000)
+    source.push(tone[7200:], 48000)
     source.push(sine(300.0, 0.02, SR), SR)
-    chunks = [source.read(0.1) for _ in range(3)]
-    assert [len(c.samples) for c in chunks] == [1600, 800, 320]
-    assert [c.start_sample for c in chunks] == [0, 1600, 2400]
+    chunks = []
+    while (chunk := source.read(0.01)) is not None:
+        chunks.append(chunk)
     assert all(c.samples.dtype == np.float32 and c.samples.ndim == 1 for c in chunks)
-    inner = slice(200, -200)
-    np.testing.assert_allclose(chunks[0].samples[inner], sine(300.0, 0.1, SR)[inner], atol=2e-3)
-    assert source.read(0.01) is None
+    assert [c.start_sample for c in chunks] == list(np.cumsum([0] + [len(c.samples) for c in chunks[:-1]]))
+    stream = np.concatenate([c.samples for c in chunks])
+    assert len(stream) == 4800 + 320
+    inner = slice(200, 4800 - 200)  # the message edges at 1600 and 2400 lie inside
+    np.testing.assert_allclose(stream[inner], sine(300.0, 0.3, SR)[inner], atol=2e-3)
+    np.testing.assert_array_equal(stream[4800:], sine(300.0, 0.02, SR))
+    assert source.format_changes == 3  # mono -> stereo -> mono, 48 -> 16 kHz
     assert not source.finished
 
 

@@ -1,11 +1,14 @@
-"""Parameters of the running gesture node, set from another process over the real ROS 2 parameter services."""
+"""Parameters of the running gesture node, set from another process over the real ROS 2 parameter services:
+range, type and read-only checks, and an in-range update taking effect within one hop."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import rclpy
 import rclpy.executors
@@ -91,3 +94,97 @@ def test_every_parameter_has_a_description(gesture_node_client):
     described = gesture_node_client("describe", DescribeParameters.Request(names=names)).descriptors
     assert [d.name for d in described] == names
     assert all(len(d.description) > 10 for d in described)
+
+
+def _moving_weights(directory):
+    """The shipped network with every parameter perturbed: untrained, it only ever gives the mean pose, so an
+    amplitude change could not be seen; perturbed, it moves (0.07 rad on average away from the mean)."""
+    import torch
+
+    from dimgestor_ros.model.gesture_model import DiMGestor
+    from dimgestor_ros.paths import default_weights_dir
+
+    model = DiMGestor.load(default_weights_dir())
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.05 * torch.randn(parameter.shape, generator=generator))
+    model.save(directory)
+    return model.pose_mean.numpy().astype(float)
+
+
+@pytest.mark.timeout(180)
+def test_in_range_update_takes_effect_within_one_hop(tmp_path, collector_factory):
+    """amplitude 1 -> 0 -> 1 on a streaming node: every hop whose audio starts after the set-parameters response
+    (stream time; its header.stamp) and that arrived before the next update is exactly the mean pose, every hop
+    after the update back to 1 moves, and the hop received before the first update moved. The first hop at the
+    mean starts at most one hop (15 frames, 0.5 s) after the response."""
+    from trajectory_msgs.msg import JointTrajectory
+
+    from ros_checks import stamp_s
+
+    mean = _moving_weights(tmp_path / "weights")
+    topic = "/amplitude_test/gesture_joints"  # not /gesture_joints: the module's other node publishes there
+    collector = collector_factory({topic: JointTrajectory})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dimgestor_ros.nodes.gesture_node", "--ros-args", "-r", "__node:=amplitude_test_node",
+         "-r", f"gesture_joints:={topic}",
+         "-p", "audio_source:=file", "-p", f"weights:={tmp_path / 'weights'}", "-p", "sampling_steps:=2",
+         "-p", "num_threads:=1", "-p", "wait_for_subscribers:=10.0"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    context = rclpy.context.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node("amplitude_test_client", context=context)
+    executor = rclpy.executors.SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    client = node.create_client(SetParameters, "/amplitude_test_node/set_parameters")
+    joints = collector.messages[topic]
+
+    def wait_for(condition, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while not condition() and time.monotonic() < end:
+            assert process.poll() is None, process.stderr.read().decode()[-2000:]
+            executor.spin_once(timeout_sec=0.05)
+        assert condition(), f"timed out after {seconds} s; {len(joints)} hops received"
+
+    def set_amplitude(value: float) -> tuple[float, float]:
+        """(wall clock, monotonic) when the response arrived."""
+        request = SetParameters.Request(parameters=[Parameter(name="amplitude", value=_value("double", value))])
+        future = client.call_async(request)
+        wait_for(future.done, 10)
+        assert future.result().results[0].successful, future.result().results[0].reason
+        return time.time(), time.monotonic()
+
+    def last_stamp_end() -> float:
+        return stamp_s(joints[-1].header.stamp) + (len(joints[-1].points) - 1) / 30.0 if joints else 0.0
+
+    try:
+        wait_for(client.service_is_ready, 60)
+        wait_for(lambda: len(joints) >= 3, 60)
+        moved_before = len(joints)
+        zero_wall, zero_mono = set_amplitude(0.0)
+        wait_for(lambda: last_stamp_end() >= zero_wall + 1.5, 30)
+        one_wall, one_mono = set_amplitude(1.0)
+        wait_for(lambda: stamp_s(joints[-1].header.stamp) >= one_wall + 1.0, 30)
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.shutdown(context=context)
+
+    hops = [(stamp_s(msg.header.stamp), arrival, np.array([p.positions for p in msg.points]))
+            for msg, arrival in zip(list(joints), collector.arrival[topic])]
+    assert all(np.isfinite(poses).all() for _, _, poses in hops)
+
+    def at_mean(poses) -> bool:
+        return bool(np.all(poses == mean))
+
+    assert not any(at_mean(poses) for _, _, poses in hops[:moved_before])
+    zeroed = [(stamp, poses) for stamp, arrival, poses in hops if stamp >= zero_wall and arrival < one_mono]
+    assert len(zeroed) >= 2 and all(at_mean(poses) for _, poses in zeroed)
+    first_at_mean = min(stamp for stamp, _, poses in hops if at_mean(poses))
+    assert first_at_mean - zero_wall <= 15 / 30.0 + 1e-3, first_at_mean - zero_wall
+    restored = [poses for stamp, _, poses in hops if stamp >= one_wall]
+    assert restored and not any(at_mean(poses) for poses in restored)

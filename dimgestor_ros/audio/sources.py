@@ -15,7 +15,7 @@ from typing import Protocol
 import numpy as np
 
 from ..errors import UserError
-from .io import load_audio, resample, to_mono_float32
+from .io import AudioStats, load_audio, to_mono_float32
 
 AUDIO_SOURCE_KINDS = ("auto", "mic", "file", "topic")
 
@@ -53,7 +53,8 @@ class FileSource:
         loop: bool = False,
     ) -> None:
         self.sample_rate = sample_rate
-        self.samples = load_audio(path, sample_rate)
+        self.stats = AudioStats()
+        self.samples = load_audio(path, sample_rate, self.stats)
         self.chunk_samples = max(1, int(round(chunk_seconds * sample_rate)))
         self.realtime = realtime
         self.loop = loop
@@ -99,13 +100,25 @@ class FileSource:
 
 
 class PushSource:
-    """Audio pushed in from elsewhere (a ROS audio topic), resampled to the model rate."""
+    """Audio pushed in from elsewhere (a ROS audio topic): any length, rate or channel count per push, each
+    downmixed and resampled to the model rate.
+
+    One resampler runs for as long as the rate stays the same, so message edges add no clicks (resampling each
+    message on its own treats its edges as silence; see MicSource). When the rate changes, the old resampler's
+    tail is flushed first, so no audio is lost or reordered; ``format_changes`` counts rate and channel-count
+    changes between pushes.
+    """
 
     def __init__(self, sample_rate: int, max_queued_chunks: int = 256) -> None:
         self.sample_rate = sample_rate
         self._queue: queue.Queue[np.ndarray] = queue.Queue(maxsize=max_queued_chunks)
         self._position = 0
         self.dropped_chunks = 0
+        self.stats = AudioStats()
+        self.format_changes = 0
+        self.input_rate: int | None = None  # rate and channel count of the last push
+        self.input_channels: int | None = None
+        self._resampler = None
 
     def start(self) -> None:
         pass
@@ -115,9 +128,33 @@ class PushSource:
         return False
 
     def push(self, samples: np.ndarray, sample_rate: int) -> None:
-        mono = resample(to_mono_float32(samples), sample_rate, self.sample_rate)
+        """Queue (frames,) or (frames, channels) samples at ``sample_rate``; ValueError for other shapes or rates."""
+        samples = np.asarray(samples)
+        if samples.ndim not in (1, 2) or (samples.ndim == 2 and samples.shape[1] < 1):
+            raise ValueError(f"audio must be (frames,) or (frames, channels), got shape {samples.shape}")
+        sample_rate = int(sample_rate)
+        if sample_rate <= 0:
+            raise ValueError(f"sample rate must be positive, got {sample_rate}")
+        channels = 1 if samples.ndim == 1 else samples.shape[1]
+        pieces = []
+        if sample_rate != self.input_rate:
+            if self._resampler is not None:  # hand out what the old rate's resampler still holds
+                pieces.append(self._resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
+            self._resampler = None
+            if sample_rate != self.sample_rate:
+                import soxr
+
+                self._resampler = soxr.ResampleStream(sample_rate, self.sample_rate, 1, dtype="float32")
+        if self.input_rate is not None and (sample_rate, channels) != (self.input_rate, self.input_channels):
+            self.format_changes += 1
+        self.input_rate, self.input_channels = sample_rate, channels
+        mono = to_mono_float32(samples, self.stats)
+        pieces.append(self._resampler.resample_chunk(mono) if self._resampler is not None else mono)
+        out = np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
+        if not len(out):  # an empty message, or the resampler holding back its filter delay
+            return
         try:
-            self._queue.put_nowait(mono)
+            self._queue.put_nowait(np.ascontiguousarray(out, dtype=np.float32))
         except queue.Full:
             self.dropped_chunks += 1
 
@@ -132,6 +169,38 @@ class PushSource:
 
     def close(self) -> None:
         pass
+
+
+def samples_from_multiarray(data, dims, data_offset: int = 0) -> np.ndarray:
+    """Audio samples from a std_msgs/Float32MultiArray's data and layout (dims: (label, size) pairs).
+
+    No dimension: mono. One: mono, its size the sample count. Two: (frames, channels) interleaved, the
+    MultiArray's row-major order; a first dimension labelled 'channel...' means planar (channels, frames).
+    Raises ValueError saying why when the layout contradicts the data, so a truncated or misdescribed message is
+    refused rather than played as the wrong audio.
+    """
+    values = np.asarray(data, dtype=np.float32)
+    if data_offset < 0 or data_offset > len(values):
+        raise ValueError(f"data_offset {data_offset} is outside the {len(values)} values")
+    values = values[data_offset:]
+    dims = list(dims)
+    if len(dims) > 2:
+        raise ValueError(f"{len(dims)} layout dimensions; audio has at most 2 (frames, channels)")
+    if not dims:
+        return values
+    sizes = [int(size) for _, size in dims]
+    if len(dims) == 1:
+        if sizes[0] != len(values):
+            raise ValueError(f"layout says {sizes[0]} samples but the message holds {len(values)}")
+        return values
+    if sizes[0] * sizes[1] != len(values):
+        raise ValueError(f"layout {sizes[0]} x {sizes[1]} does not match the {len(values)} values of the message")
+    if not len(values):
+        return values
+    planar = str(dims[0][0]).lower().startswith("channel")
+    if planar:
+        return values.reshape(sizes[0], sizes[1]).T
+    return values.reshape(sizes[0], sizes[1])
 
 
 def _import_sounddevice():
@@ -178,6 +247,7 @@ class MicSource:
         self._queue: queue.Queue[np.ndarray] = queue.Queue(maxsize=512)
         self._position = 0
         self.overflows = 0
+        self.stats = AudioStats()
         # One resampler for the whole stream, not one call per block: resampling each 50 ms block on its own
         # treats the block's edges as silence, which put a click into the model's audio 20 times a second
         # (peaks of 0.12 full scale, 10x those of resampling the whole signal, measured through PulseAudio at 44.1 kHz).
@@ -215,7 +285,7 @@ class MicSource:
             block = self._queue.get(timeout=timeout)
         except queue.Empty:
             return None
-        samples = to_mono_float32(block)
+        samples = to_mono_float32(block, self.stats)
         if self._resampler is not None:
             samples = self._resampler.resample_chunk(samples)
             if not len(samples):  # the resampler holds back its filter delay; nothing to hand out yet

@@ -18,8 +18,16 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Float32MultiArray
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
+from ..audio.conditioning import AudioConditioner
 from ..audio.io import load_audio
-from ..audio.sources import AUDIO_SOURCE_KINDS, FileSource, MicSource, PushSource, resolve_source_kind
+from ..audio.sources import (
+    AUDIO_SOURCE_KINDS,
+    FileSource,
+    MicSource,
+    PushSource,
+    resolve_source_kind,
+    samples_from_multiarray,
+)
 from ..diffusion.gaussian import SAMPLERS
 from ..errors import UserError
 from ..features.factory import make_speech_encoder
@@ -89,8 +97,8 @@ class GestureNode(Node):
             self, "wait_for_subscribers", 2.0, "Before streaming, wait up to this many seconds for a gesture_joints "
             "subscriber, so the start of a clip is not lost to DDS discovery.", (0.0, 60.0), read_only=True)
         self.topic_sample_rate = declare(
-            self, "topic_sample_rate", 16000, "Sample rate of audio arriving on the 'audio' topic.", (8000, 192000),
-            read_only=True)
+            self, "topic_sample_rate", 16000, "Sample rate of audio arriving on the 'audio' topic; a change applies "
+            "from the next message (a publisher that changes its rate sets it).", (8000, 192000))
 
         torch.set_num_threads(threads)
         weights = self.weights or str(default_weights_dir())
@@ -107,6 +115,8 @@ class GestureNode(Node):
         if model.config.pose_dim != self.skeleton.num_dofs:
             raise UserError(f"weights {weights} generate {model.config.pose_dim} DoF but the skeleton has "
                             f"{self.skeleton.num_dofs}; use weights trained for the dimgestor humanoid")
+        self.rejected_audio_messages = 0  # 'audio' topic messages refused (layout contradicting the data)
+        self.conditioner = AudioConditioner(encoder.sample_rate)
         self.source = self._open_source(encoder.sample_rate)
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
@@ -116,6 +126,7 @@ class GestureNode(Node):
         )
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.stats = StreamStats()
+        self._reported_problems = dict.fromkeys(self._audio_problems(), 0)  # a file's bad samples count as new
         self.create_timer(1.0, self._publish_diagnostics)
 
         self.finished = False
@@ -141,7 +152,27 @@ class GestureNode(Node):
         return source
 
     def _on_audio_message(self, msg: Float32MultiArray) -> None:
-        self.source.push(np.asarray(msg.data, dtype=np.float32), self.topic_sample_rate)
+        """Queue one message; a bad one is refused with a warning and counted, never raised (that would end the
+        node's spin loop)."""
+        try:
+            dims = [(dim.label, dim.size) for dim in msg.layout.dim]
+            samples = samples_from_multiarray(msg.data, dims, msg.layout.data_offset)
+            if not samples.size:
+                return
+            previous = (self.source.input_rate, self.source.input_channels)
+            self.source.push(samples, self.topic_sample_rate)
+        except Exception as error:  # noqa: BLE001 - whatever a publisher sends must not stop the stream
+            self.rejected_audio_messages += 1
+            self.get_logger().warning(
+                f"refused an 'audio' message ({error}); {self.rejected_audio_messages} refused so far",
+                throttle_duration_sec=5.0)
+            return
+        current = (self.source.input_rate, self.source.input_channels)
+        if previous[0] is not None and current != previous:
+            self.get_logger().warning(
+                f"'audio' changed from {previous[1]} channel(s) at {previous[0]} Hz to {current[1]} channel(s) at "
+                f"{current[0]} Hz; now converted to mono {self.source.sample_rate} Hz",
+                throttle_duration_sec=5.0)
 
     def _on_set_parameters(self, params):
         from rcl_interfaces.msg import SetParametersResult
@@ -158,6 +189,8 @@ class GestureNode(Node):
                 config.style_blend = float(param.value)
             elif param.name in ("smoothing", "seam_blend", "idle_smoothing", "silence_threshold_db"):
                 setattr(config, param.name, float(param.value))
+            elif param.name == "topic_sample_rate":
+                self.topic_sample_rate = int(param.value)
         return SetParametersResult(successful=True)
 
     def _stream(self) -> None:
@@ -175,7 +208,8 @@ class GestureNode(Node):
                 chunk = self.source.read(timeout=0.1)
                 if chunk is None:
                     continue
-                samples = chunk.samples if limit is None else chunk.samples[: max(0, limit - received)]
+                samples = self.conditioner.process(chunk.samples)  # no NaN, inf or DC offset reaches the encoder
+                samples = samples if limit is None else samples[: max(0, limit - received)]
                 received += len(samples)
                 self._generate(samples, flush=False)
                 if limit is not None and received >= limit:
@@ -236,11 +270,30 @@ class GestureNode(Node):
         audio_end = self._start_monotonic + (hop.first_frame + n) / self.fps
         self.stats.record_hop(time.monotonic() - audio_end, self.generator.config.hop_frames / self.fps)
 
+    def _audio_problems(self) -> dict[str, int]:
+        """Counters of bad audio so far: samples replaced, messages refused, format changes."""
+        source_stats = getattr(self.source, "stats", None)
+        return {
+            "non-finite samples replaced by silence": self.conditioner.non_finite_samples
+            + (source_stats.non_finite_samples if source_stats is not None else 0),
+            "audio messages refused": self.rejected_audio_messages,
+            "audio format changes": getattr(self.source, "format_changes", 0),
+        }
+
     def _publish_diagnostics(self) -> None:
         s = self.stats
+        problems = self._audio_problems()
+        new = {name: count - self._reported_problems[name] for name, count in problems.items()
+               if count > self._reported_problems[name]}
+        self._reported_problems = problems
         status = DiagnosticStatus(name="dimgestor: gesture_node", hardware_id="dimgestor")
-        status.level = DiagnosticStatus.OK if s.overruns == 0 else DiagnosticStatus.WARN
+        # WARN while overruns exist or while bad audio arrived in the last period; the counters stay as values.
+        status.level = DiagnosticStatus.OK if s.overruns == 0 and not new else DiagnosticStatus.WARN
         status.message = "streaming" if not self.finished else "finished"
+        if new:
+            summary = ", ".join(f"{count} {name}" for name, count in new.items())
+            status.message += f"; bad audio in the last second: {summary}"
+            self.get_logger().warning(f"bad audio in the last second: {summary}", throttle_duration_sec=10.0)
         status.values = [
             KeyValue(key="real_time_factor", value=f"{s.real_time_factor:.3f}"),
             KeyValue(key="latency_p50_ms", value=f"{s.latency_percentile(50):.1f}"),
@@ -248,6 +301,11 @@ class GestureNode(Node):
             KeyValue(key="overruns", value=str(s.overruns)),
             KeyValue(key="dropped_audio_chunks", value=str(getattr(self.source, "dropped_chunks", 0))),
             KeyValue(key="frames_published", value=str(self.generator.frames_emitted)),
+            KeyValue(key="audio_non_finite_samples", value=str(problems["non-finite samples replaced by silence"])),
+            KeyValue(key="audio_clipped_samples", value=str(self.conditioner.clipped_samples)),
+            KeyValue(key="audio_dc_offset", value=f"{self.conditioner.dc_offset:.4f}"),
+            KeyValue(key="audio_rejected_messages", value=str(self.rejected_audio_messages)),
+            KeyValue(key="audio_format_changes", value=str(problems["audio format changes"])),
         ]
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()
