@@ -157,3 +157,13 @@ def test_frechet_distance_matches_the_closed_form_for_known_gaussians():
     samples = rng.normal(size=(2000, 3))
     samples = (samples - samples.mean(0)) @ np.linalg.inv(np.linalg.cholesky(np.cov(samples, rowvar=False))).T
     assert metrics.frechet_distance(samples, 2.0 * samples) == pytest.approx(3.0, rel=1e-9)
+
+
+def test_kinetic_fgd_is_not_blown_up_by_a_joint_the_reference_never_moves():
+    rng = np.random.default_rng(3)
+    reference = rng.normal(1.0, 0.2, size=(200, 8))
+    reference[:, 0] = 1e-6 + 1e-8 * rng.normal(size=200)  # a still foot: spread 1e-8
+    generated = reference + rng.normal(0.0, 0.02, size=reference.shape)  # 2 cm/s of noise everywhere
+    value = metrics.kinetic_fgd(reference, generated)
+    # The still feature's error is measured against 1 % of the median spread (0.002), not against 1e-8.
+    assert 0.0 < value < 1000.0

@@ -178,3 +178,10 @@ class PairedMotionDataset(torch.utils.data.Dataset):
         std = stacked.std(axis=0)
         std[std < 1e-4] = 1.0
         return stacked.mean(axis=0).astype(np.float32), std.astype(np.float32)
+
+    def speech_stats(self) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and std (dim,) of the speech features over every clip, for the model's input standardisation."""
+        stacked = np.concatenate(self.features).astype(np.float64)  # (N, dim)
+        std = stacked.std(axis=0)
+        std[std < 1e-4] = 1.0
+        return stacked.mean(axis=0).astype(np.float32), std.astype(np.float32)

@@ -95,11 +95,14 @@ def kinetic_fgd(reference: np.ndarray, generated: np.ndarray) -> float:
     """Fréchet distance of kinetic features after z-scoring both sets with the reference's mean and std.
 
     Speeds and accelerations differ in scale by an order of magnitude; standardising with reference statistics
-    (features with zero reference spread are left unscaled) weighs them alike and keeps the reference fixed.
+    weighs them alike and keeps the reference fixed. A feature's spread is floored at 1 % of the median spread:
+    joints a reference barely moves (feet of a standing speaker) have a spread near zero, and dividing by it would
+    turn a millimetre of foot motion into a distance of thousands that drowns every other feature.
     """
     mean = reference.mean(axis=0)
     std = reference.std(axis=0)
-    std = np.where(std > 1e-9, std, 1.0)
+    floor = 0.01 * float(np.median(std)) if np.median(std) > 0 else 1e-9
+    std = np.maximum(std, max(floor, 1e-9))
     return frechet_distance((reference - mean) / std, (generated - mean) / std)
 
 

@@ -40,12 +40,20 @@ class FuzzyFeatureExtractor(nn.Module):
         self.speech_fps = config.speech_fps
         self.motion_fps = config.motion_fps
         self.style_decay = math.exp(-1.0 / (config.style_time_constant_s * config.speech_fps))
-        self.input_norm = nn.LayerNorm(config.speech_dim)
+        # Per-feature standardisation with statistics of the training data (set by the trainer), not a LayerNorm:
+        # a LayerNorm over each frame's features subtracts their mean, and a louder voice shifts every log-mel band
+        # by the same amount, so a LayerNorm would erase exactly the loudness that makes gestures bigger.
+        self.register_buffer("speech_mean", torch.zeros(config.speech_dim))
+        self.register_buffer("speech_std", torch.ones(config.speech_dim))
         self.input_proj = nn.Linear(config.speech_dim, d)
         self.local_mixer = Mamba2(mamba)
         self.local_norm = nn.LayerNorm(d)
         self.global_mixer = Mamba2(mamba)
         self.style_proj = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d))
+
+    def set_speech_normalization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        self.speech_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        self.speech_std.copy_(torch.as_tensor(std, dtype=torch.float32).clamp_min(1e-4))
 
     def init_state(self, batch_size: int, device: torch.device | None = None) -> FuzzyState:
         d = self.input_proj.out_features
@@ -72,7 +80,7 @@ class FuzzyFeatureExtractor(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, FuzzyState]:
         """Consume speech frames (B, n, speech_dim); return the newly completed motion frames (B, m, D), the
         style after this chunk (B, D) and the state to continue with."""
-        x = self.input_proj(self.input_norm(speech))  # (B, n, D)
+        x = self.input_proj((speech - self.speech_mean) / self.speech_std)  # (B, n, D)
         local, local_state = self.local_mixer(x, state.local, return_state=True)
         local = self.local_norm(local + x)
         glob, global_state = self.global_mixer(x, state.global_, return_state=True)

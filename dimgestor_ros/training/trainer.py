@@ -267,6 +267,9 @@ def train(
     model = DiMGestor(config.model)
     mean, std = dataset.motion_stats()  # type: ignore[attr-defined]  # (63,), (63,)
     model.set_normalization(torch.as_tensor(mean), torch.as_tensor(std))
+    if callable(getattr(dataset, "speech_stats", None)):  # optional: without it the speech is used as it comes
+        speech_mean, speech_std = dataset.speech_stats()  # type: ignore[attr-defined]  # (speech_dim,) each
+        model.fuzzy.set_speech_normalization(torch.as_tensor(speech_mean), torch.as_tensor(speech_std))
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     noise = torch.Generator().manual_seed(derive_seed(config.seed, "noise", world.rank))
