@@ -92,18 +92,25 @@ def kinetic_features(positions: np.ndarray, fps: float, window_s: float = 2.0) -
 
 
 def kinetic_fgd(reference: np.ndarray, generated: np.ndarray) -> float:
-    """Fréchet distance of kinetic features after z-scoring both sets with the reference's mean and std.
+    """Fréchet distance of kinetic features (W, 4B) after scaling each of their four groups by one reference scale.
 
-    Speeds and accelerations differ in scale by an order of magnitude; standardising with reference statistics
-    weighs them alike and keeps the reference fixed. A feature's spread is floored at 1 % of the median spread:
-    joints a reference barely moves (feet of a standing speaker) have a spread near zero, and dividing by it would
-    turn a millimetre of foot motion into a distance of thousands that drowns every other feature.
+    The groups (per-joint speed mean, speed std, acceleration mean, acceleration std; see kinetic_features) differ
+    in scale by an order of magnitude, so each is divided by the root-mean-square over joints of its reference
+    spread, which weighs the groups alike. One scale per group rather than per joint: joints a reference barely
+    moves (the feet of a standing speaker) have a spread near zero, and dividing by it would turn a millimetre of
+    foot motion into a distance of thousands that drowns every other feature. Both sets are centred on the
+    reference mean, so the reference stays fixed.
     """
+    reference = np.asarray(reference, dtype=np.float64)
+    generated = np.asarray(generated, dtype=np.float64)
+    if reference.shape[1] % 4:
+        raise ValueError(f"kinetic features have 4 groups of per-joint values, got {reference.shape[1]} columns")
+    joints = reference.shape[1] // 4
+    spread = reference.std(axis=0).reshape(4, joints)  # (4, B)
+    scale = np.sqrt((spread**2).mean(axis=1))  # (4,) one per group
+    scale = np.repeat(np.where(scale > 1e-12, scale, 1.0), joints)  # (4B,)
     mean = reference.mean(axis=0)
-    std = reference.std(axis=0)
-    floor = 0.01 * float(np.median(std)) if np.median(std) > 0 else 1e-9
-    std = np.maximum(std, max(floor, 1e-9))
-    return frechet_distance((reference - mean) / std, (generated - mean) / std)
+    return frechet_distance((reference - mean) / scale, (generated - mean) / scale)
 
 
 # --- Beat alignment ----------------------------------------------------------------------------------------------

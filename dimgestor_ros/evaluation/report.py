@@ -28,7 +28,8 @@ DEFINITIONS = {
     "fgd_pose": "Fréchet distance between Gaussian fits of per-frame pose vectors (root m + Euler rad), "
                 "reference vs generated, all clips pooled",
     "fgd_kinetic": "Fréchet distance of per-window (window_s, half hop) per-joint mean/std of speed and of "
-                   "acceleration magnitude, z-scored with reference mean/std (FID_k style, no network)",
+                   "acceleration magnitude, centred on the reference mean and each of the four groups scaled by "
+                   "its reference RMS spread (FID_k style, no network)",
     "beat_align": "mean over motion beats (local minima of smoothed mean joint speed, within the audio) of "
                   "exp(-d^2 / (2 sigma^2)), d = distance to the nearest librosa audio onset; mean over clips",
     "diversity": "mean pairwise RMS per-joint distance (m) between window_s windows of root-relative joint "

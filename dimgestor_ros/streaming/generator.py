@@ -83,19 +83,30 @@ class MotionHop:
 
 
 def seam_offset(published: torch.Tensor, new: torch.Tensor, time_constant: float) -> torch.Tensor:
-    """(B, N, D) offset that makes ``new`` (B, N, D) continue ``published`` (B, K, D) in position and velocity.
+    """(B, N, D) offset that makes ``new`` (B, N, D) continue ``published`` (B, K, D) in position, velocity and
+    acceleration, then fades out.
 
-    At the first new frame the offset closes the gap to the published motion extrapolated one frame; its slope
-    there closes the velocity gap; then it decays as (x0 + (v0 + x0 / tau) k) exp(-k / tau), a critically damped
-    spring, so it fades within a few time constants without overshoot.
+    Inertialization (Bollo 2016): the gap between the new frames and the published motion extrapolated one frame
+    (position x0, velocity v0, acceleration a0, from finite differences) is decayed to zero over
+    T = 3 x time_constant frames by the quintic that starts at (x0, v0, a0) and ends at rest. Matching the
+    acceleration too is what keeps jerk at the seam at the level of the rest of the motion.
     """
     last = published[:, -1]  # (B, D)
     velocity = last - published[:, -2] if published.shape[1] > 1 else torch.zeros_like(last)
-    x0 = last + velocity - new[:, 0]
+    accel = last - 2 * published[:, -2] + published[:, -3] if published.shape[1] > 2 else torch.zeros_like(last)
     new_velocity = new[:, 1] - new[:, 0] if new.shape[1] > 1 else velocity
-    v0 = velocity - new_velocity
-    k = torch.arange(new.shape[1], dtype=new.dtype)[None, :, None]  # (1, N, 1)
-    return (x0[:, None] + (v0[:, None] + x0[:, None] / time_constant) * k) * torch.exp(-k / time_constant)
+    new_accel = new[:, 2] - 2 * new[:, 1] + new[:, 0] if new.shape[1] > 2 else accel
+    x0 = last + velocity + accel - new[:, 0]
+    v0 = velocity + accel - new_velocity
+    a0 = accel - new_accel
+    duration = 3.0 * time_constant
+    t = torch.arange(new.shape[1], dtype=new.dtype)[None, :, None].clamp(max=duration)  # (1, N, 1)
+    x0, v0, a0 = x0[:, None], v0[:, None], a0[:, None]  # (B, 1, D)
+    big_t = duration
+    c5 = -(a0 * big_t**2 + 6 * v0 * big_t + 12 * x0) / (2 * big_t**5)
+    c4 = (3 * a0 * big_t**2 + 16 * v0 * big_t + 30 * x0) / (2 * big_t**4)
+    c3 = -(3 * a0 * big_t**2 + 12 * v0 * big_t + 20 * x0) / (2 * big_t**3)
+    return ((((c5 * t + c4) * t + c3) * t + a0 / 2) * t + v0) * t + x0
 
 
 class StreamingGestureGenerator:
@@ -247,10 +258,13 @@ class StreamingGestureGenerator:
             known=known if known_frames > 0 else None,
             known_mask=mask if known_frames > 0 else None,
         )
-        if c.seam_blend > 0 and known_frames > 0:
-            window = window.clone()
-            window[:, known_frames:] += seam_offset(window[:, :known_frames], window[:, known_frames:], c.seam_blend)
+        # Smooth first, then blend: the blend matches the new frames' velocity and acceleration, which finite
+        # differences of unsmoothed samples would give as noise that no later step could remove at the seam.
         window = self._smooth(window, start, end)
+        if c.seam_blend > 0 and known_frames > 0:
+            window = window.clone()  # the published frames stay as they are
+            # relative to what was published (smoothing changed the window's copy of those frames)
+            window[:, known_frames:] += seam_offset(known[:, :known_frames], window[:, known_frames:], c.seam_blend)
         new = window[:, known_frames : known_frames + c.hop_frames]  # (1, hop, pose_dim); the lookahead is dropped
         self._generated = torch.cat([self._generated, new], dim=1)
         first = self.frames_emitted
