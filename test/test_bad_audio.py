@@ -87,7 +87,8 @@ def test_digital_silence_streams_finite_rest_motion(model, encoder):
     conditioner = AudioConditioner(SR)
     poses = stream(model, encoder, pushed(*in_chunks(np.zeros(3 * SR, np.float32))), conditioner)
     assert len(poses) == frames_for(3 * SR)
-    np.testing.assert_allclose(poses, np.broadcast_to(model.pose_mean.numpy(), poses.shape), atol=0.05)
+    assert np.isfinite(poses).all()
+    assert np.abs(np.diff(poses, axis=0)).max() < 0.05  # a calm rest: under 3 degrees / 5 cm per frame
     assert (conditioner.non_finite_samples, conditioner.clipped_samples, conditioner.dc_offset) == (0, 0, 0.0)
 
 

@@ -36,7 +36,7 @@ class StreamingConfig:
     style_blend: float = 0.0  # 0: the style heard in the speech; 1: the fixed style set with set_style()
     # Gaussian smoothing of each new hop, sigma in frames (0: off). It uses the published frames before the hop as
     # context, so it adds no latency and no seam; it removes the frame-to-frame jitter few-step sampling leaves.
-    smoothing: float = 1.5
+    smoothing: float = 3.0
     # Seam blending time constant in frames (0: off). The new frames are shifted by an offset that starts at the
     # gap between them and the continuation (position and velocity) of the published motion and decays like a
     # critically damped spring (inertialization, Bollo 2016), so a hop never starts with a jump or a kink.
