@@ -26,6 +26,16 @@ def _value(kind: str, value) -> ParameterValue:
     return ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)
 
 
+def _client_node(name: str):
+    """(context, node, executor) of a client node in its own rclpy context, so tests do not share global state."""
+    context = rclpy.context.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node(name, context=context)
+    executor = rclpy.executors.SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    return context, node, executor
+
+
 @pytest.fixture(scope="module")
 def gesture_node_client():
     process = subprocess.Popen(
@@ -33,11 +43,7 @@ def gesture_node_client():
          "-p", "audio_source:=file", "-p", "wait_for_subscribers:=0.0"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
-    context = rclpy.context.Context()
-    rclpy.init(context=context)
-    node = rclpy.create_node("param_test_client", context=context)
-    executor = rclpy.executors.SingleThreadedExecutor(context=context)
-    executor.add_node(node)
+    context, node, executor = _client_node("param_test_client")
     clients = {
         "set": node.create_client(SetParameters, "/param_test_node/set_parameters"),
         "describe": node.create_client(DescribeParameters, "/param_test_node/describe_parameters"),
@@ -96,25 +102,8 @@ def test_every_parameter_has_a_description(gesture_node_client):
     assert all(len(d.description) > 10 for d in described)
 
 
-def _moving_weights(directory):
-    """The shipped network with every parameter perturbed: untrained, it only ever gives the mean pose, so an
-    amplitude change could not be seen; perturbed, it moves (0.07 rad on average away from the mean)."""
-    import torch
-
-    from dimgestor_ros.model.gesture_model import DiMGestor
-    from dimgestor_ros.paths import default_weights_dir
-
-    model = DiMGestor.load(default_weights_dir())
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.add_(0.05 * torch.randn(parameter.shape, generator=generator))
-    model.save(directory)
-    return model.pose_mean.numpy().astype(float)
-
-
 @pytest.mark.timeout(180)
-def test_in_range_update_takes_effect_within_one_hop(tmp_path, collector_factory):
+def test_in_range_update_takes_effect_within_one_hop(collector_factory):
     """amplitude 1 -> 0 -> 1 on a streaming node: every hop whose audio starts after the set-parameters response
     (stream time; its header.stamp) and that arrived before the next update is exactly the mean pose, every hop
     after the update back to 1 moves, and the hop received before the first update moved. The first hop at the
@@ -123,21 +112,20 @@ def test_in_range_update_takes_effect_within_one_hop(tmp_path, collector_factory
 
     from ros_checks import stamp_s
 
-    mean = _moving_weights(tmp_path / "weights")
+    from dimgestor_ros.model.gesture_model import DiMGestor
+    from dimgestor_ros.paths import default_weights_dir
+
+    mean = DiMGestor.load(default_weights_dir()).pose_mean.numpy().astype(float)  # amplitude 0 publishes exactly this
     topic = "/amplitude_test/gesture_joints"  # not /gesture_joints: the module's other node publishes there
     collector = collector_factory({topic: JointTrajectory})
     process = subprocess.Popen(
         [sys.executable, "-m", "dimgestor_ros.nodes.gesture_node", "--ros-args", "-r", "__node:=amplitude_test_node",
          "-r", f"gesture_joints:={topic}",
-         "-p", "audio_source:=file", "-p", f"weights:={tmp_path / 'weights'}", "-p", "sampling_steps:=2",
+         "-p", "audio_source:=file", "-p", "sampling_steps:=2",
          "-p", "num_threads:=1", "-p", "wait_for_subscribers:=10.0"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
-    context = rclpy.context.Context()
-    rclpy.init(context=context)
-    node = rclpy.create_node("amplitude_test_client", context=context)
-    executor = rclpy.executors.SingleThreadedExecutor(context=context)
-    executor.add_node(node)
+    context, node, executor = _client_node("amplitude_test_client")
     client = node.create_client(SetParameters, "/amplitude_test_node/set_parameters")
     joints = collector.messages[topic]
 
