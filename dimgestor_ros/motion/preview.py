@@ -8,6 +8,7 @@ encoded by the ffmpeg binary that the imageio-ffmpeg wheel ships, so no system f
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -22,14 +23,16 @@ GIF_FPS = 15.0  # GIFs at half the motion rate: half the file size, still smooth
 
 
 def loudness_db(audio: np.ndarray, sample_rate: int, fps: float) -> np.ndarray:
-    """(F,) RMS level in dBFS per motion frame (floor -80 dB), so curves and loudness share one time axis."""
-    hop = sample_rate / fps
-    frames = int(np.ceil(len(audio) / hop))
-    level = np.empty(frames)
-    for f in range(frames):
-        chunk = np.asarray(audio[int(f * hop) : int((f + 1) * hop)], dtype=np.float64)
-        level[f] = np.sqrt(np.mean(chunk**2)) if len(chunk) else 0.0
-    return 20.0 * np.log10(np.maximum(level, 1e-4))
+    """(F,) RMS level in dBFS per motion frame (floor -80 dB), so curves and loudness share one time axis.
+
+    The same per-frame level the streaming generator uses for its idle behaviour (FrameLoudness), floored for
+    plotting.
+    """
+    from ..streaming.loudness import FrameLoudness
+
+    levels = FrameLoudness(sample_rate, fps)
+    levels.push(np.asarray(audio))
+    return np.maximum(levels.db(0, math.ceil(len(audio) * fps / sample_rate)), -80.0)
 
 
 def _figure(positions: np.ndarray, fps: float, loudness: np.ndarray | None, skeleton: Skeleton, title: str):
