@@ -109,6 +109,11 @@ def seam_offset(published: torch.Tensor, new: torch.Tensor, time_constant: float
     return ((((c5 * t + c4) * t + c3) * t + a0 / 2) * t + v0) * t + x0
 
 
+def _from_frame(frames: torch.Tensor, first: int, frame: int) -> tuple[torch.Tensor, int]:
+    """Drop the frames of ``frames`` (1, n, ...), which start at frame ``first``, that come before ``frame``."""
+    return frames[:, max(0, frame - first) :], max(first, frame)
+
+
 class StreamingGestureGenerator:
     def __init__(self, model: DiMGestor, encoder: SpeechEncoder, config: StreamingConfig | None = None) -> None:
         if encoder.dim != model.config.speech_dim or encoder.frame_rate != model.config.speech_fps:
@@ -271,12 +276,9 @@ class StreamingGestureGenerator:
         self.frames_emitted = first + c.hop_frames
         # Keep only what the next window can reach.
         next_start = max(0, end + c.hop_frames - c.window_frames)
-        self._generated = self._generated[:, max(0, next_start - self._generated_start) :]
-        self._generated_start = max(self._generated_start, next_start)
-        self._local = self._local[:, max(0, next_start - self._local_start) :]
-        self._local_start = max(self._local_start, next_start)
+        self._generated, self._generated_start = _from_frame(self._generated, self._generated_start, next_start)
+        self._local, self._local_start = _from_frame(self._local, self._local_start, next_start)
+        self._noise, self._noise_start = _from_frame(self._noise, self._noise_start, next_start)
         self._loudness.forget_before(next_start)
-        self._noise = self._noise[:, max(0, next_start - self._noise_start) :]
-        self._noise_start = max(self._noise_start, next_start)
         poses = self.model.pose_mean + c.amplitude * new[0] * self.model.pose_std  # (hop, pose_dim)
         return MotionHop(poses.numpy().astype(np.float32), first)
