@@ -318,3 +318,16 @@ def test_fused_kernels_match_pure_path_on_gpu() -> None:
         ys_p, st_p = run_steps(pure, x[:, :5], s_p)
     assert max_err(ys_f, ys_p) <= 1e-3
     assert max_err(st_f.ssm_state, st_p.ssm_state) <= 1e-3
+
+
+@pytest.mark.parametrize("taps", [1, 2, 4])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_depthwise_causal_conv_equals_grouped_conv1d(taps, with_bias):
+    from dimgestor_ros.model.mamba2 import depthwise_causal_conv
+
+    torch.manual_seed(taps)
+    full = torch.randn(2, 24, taps - 1 + 37)  # (B, C, K - 1 + L)
+    weight = torch.randn(24, 1, taps)
+    bias = torch.randn(24) if with_bias else None
+    expected = F.conv1d(full, weight, bias, groups=24)  # (B, C, L)
+    torch.testing.assert_close(depthwise_causal_conv(full, weight, bias), expected, rtol=1e-5, atol=1e-5)

@@ -174,6 +174,20 @@ class RMSNormGated(nn.Module):
 # Pure-torch SSD
 
 
+def depthwise_causal_conv(full: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """F.conv1d(full, weight, bias, groups=channels) as K shifted multiply-adds: (B, C, K - 1 + L) -> (B, C, L).
+
+    Why: PyTorch's CPU grouped convolution is slow for one channel per group and a 4-tap kernel (measured 3.7x
+    slower on a streaming window); the same sums written out cost a few elementwise passes.
+    """
+    taps = weight.shape[-1]
+    length = full.shape[-1] - taps + 1
+    out = full[..., :length] * weight[:, 0, 0, None]
+    for k in range(1, taps):
+        out = out + full[..., k : k + length] * weight[:, 0, k, None]
+    return out if bias is None else out + bias[:, None]
+
+
 def _segsum(a: torch.Tensor) -> torch.Tensor:
     """(..., Q) -> (..., Q, Q) with [i, j] = a[j+1] + ... + a[i] for i >= j, -inf above the diagonal.
 
@@ -433,7 +447,7 @@ class Mamba2(nn.Module):
         conv_state = self._next_conv_state(xbc_t, state)
         full = torch.cat([state.conv_state.to(compute), xbc_t], dim=-1)  # (B, conv_dim, K - 1 + L)
         bias = None if self.conv1d.bias is None else self.conv1d.bias.to(compute)
-        xbc = self.act(F.conv1d(full, self.conv1d.weight.to(compute), bias, groups=self.conv_dim))  # (B, conv_dim, L)
+        xbc = self.act(depthwise_causal_conv(full, self.conv1d.weight.to(compute), bias))  # (B, conv_dim, L)
         xbc = xbc.transpose(1, 2)  # (B, L, conv_dim)
         gn = self.ngroups * self.d_state
         xs, B, C = torch.split(xbc, [self.d_inner, gn, gn], dim=-1)
