@@ -42,6 +42,7 @@ setup(
         "safetensors",
         "pyyaml",
         "urdf-parser-py",
+        "pytorch-kinematics",
         "tqdm",
         "matplotlib",
         "imageio-ffmpeg",

@@ -31,7 +31,7 @@ class RetargetNode(Node):
         frame_rate = declare(self, "frame_rate", float(30), "Frame rate of incoming /gesture_joints.", (1.0, 1000.0),
                              read_only=True)
         self.robot = load_robot_config(robot)
-        self.mapper = JointMapper(self.robot, HUMANOID.dof_names, frame_rate)
+        self.mapper = JointMapper(self.robot, frame_rate)
         self.source_names: list[str] | None = None
         self.trajectory_pub = self.create_publisher(JointTrajectory, output_topic, JOINTS_QOS)
         self.joint_state_pub = self.create_publisher(JointState, "joint_states", 10) if self.publish_joint_states else None
