@@ -1,5 +1,6 @@
 """Tests for reading speech files and the audio sources: resampling and downmixing, clear UserErrors for broken
-files, FileSource ordering, pacing and looping, PushSource resampling, and source-kind validation."""
+files, FileSource ordering, pacing and looping, PushSource resampling, backlog, dropping the oldest audio and
+pause/resume (what the overload policy and the lifecycle node rely on), and source-kind validation."""
 
 from __future__ import annotations
 
@@ -192,6 +193,56 @@ def test_push_source_drops_and_counts_chunks_when_its_queue_is_full():
     assert source.read(0.01).samples[0] == pytest.approx(0.1)
     assert source.read(0.01).samples[0] == pytest.approx(0.2)
     assert source.read(0.01) is None
+
+
+def test_paced_file_source_reports_its_backlog_and_drops_the_oldest_audio(tmp_path):
+    """A reader that fell 0.5 s behind a paced file sees 0.5 s of backlog; dropping all but the newest 0.1 s skips
+    ahead in the file, as a microphone's dropped audio would be gone."""
+    samples = write_ramp(tmp_path / "ramp.wav", 2.0)
+    source = FileSource(tmp_path / "ramp.wav", SR, chunk_seconds=0.05, realtime=True)
+    source.start()
+    time.sleep(0.5)
+    assert source.backlog_seconds() == pytest.approx(0.5, abs=0.1)
+    dropped = source.drop_oldest(0.1)
+    assert dropped / SR == pytest.approx(0.4, abs=0.1)
+    assert source.backlog_seconds() == pytest.approx(0.1, abs=0.05)
+    chunk = source.read(0.0)
+    assert chunk.start_sample == dropped
+    np.testing.assert_array_equal(chunk.samples, samples[dropped : dropped + 800])
+
+
+def test_file_source_resumes_pacing_where_it_paused(tmp_path):
+    write_ramp(tmp_path / "ramp.wav", 2.0)
+    source = FileSource(tmp_path / "ramp.wav", SR, chunk_seconds=0.05, realtime=True)
+    source.start()
+    first = drain(source, timeout=0.02, limit=12)  # about 0.3 s, read as it came
+    source.pause()
+    time.sleep(0.5)
+    source.start()
+    assert source.backlog_seconds() < 0.05  # the pause is not owed: nothing piled up
+    assert source.read(0.1).start_sample == sum(len(c.samples) for c in first)  # on from where it stopped
+
+
+def test_unpaced_file_source_is_never_behind(tmp_path):
+    write_ramp(tmp_path / "ramp.wav", 1.0)
+    source = FileSource(tmp_path / "ramp.wav", SR, realtime=False)
+    source.start()
+    time.sleep(0.2)
+    assert source.backlog_seconds() == 0.0 and source.drop_oldest(0.0) == 0
+
+
+def test_push_source_reports_its_backlog_and_drops_whole_chunks_oldest_first():
+    source = PushSource(SR)
+    for k in range(10):
+        source.push(np.full(800, k / 10, np.float32), SR)
+    assert source.backlog_seconds() == pytest.approx(0.5)
+    assert source.drop_oldest(0.2) == 6 * 800  # the newest 0.2 s (4 chunks) stay
+    assert source.backlog_seconds() == pytest.approx(0.2)
+    chunk = source.read(0.0)
+    assert chunk.start_sample == 6 * 800 and chunk.samples[0] == pytest.approx(0.6)
+    assert source.backlog_seconds() == pytest.approx(0.15)
+    source.pause()  # a deactivated node: what waited is discarded
+    assert source.backlog_seconds() == 0.0 and source.read(0.0) is None
 
 
 def test_unknown_source_kind_is_a_user_error():

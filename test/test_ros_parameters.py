@@ -23,6 +23,8 @@ def _value(kind: str, value) -> ParameterValue:
         return ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value)
     if kind == "integer":
         return ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=value)
+    if kind == "bool":
+        return ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=value)
     return ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)
 
 
@@ -81,6 +83,13 @@ def gesture_node_client():
         ("smoothing", "double", 20.0, False, "out of range"),
         ("silence_threshold_db", "double", -30.0, True, ""),
         ("lookahead_frames", "integer", 2, False, "read-only"),
+        ("autostart", "bool", False, False, "read-only"),
+        ("overload_policy", "bool", False, False, "read-only"),
+        ("min_sampling_steps", "integer", 0, False, "out of range"),
+        ("min_sampling_steps", "integer", 3, True, ""),
+        ("max_backlog", "double", 100.0, False, "out of range"),
+        ("skip_backlog", "double", 0.25, True, ""),
+        ("fade_time", "double", 0.5, True, ""),
     ],
 )
 def test_parameter_updates_are_checked_by_range_type_and_read_only(gesture_node_client, name, kind, value, accepted,

@@ -2,11 +2,17 @@
 
 Every source yields mono float32 chunks at the model's sample rate with the index of their first sample, so the
 streaming generator can stamp motion by audio time rather than by when inference happened to run.
+
+Live sources also say how much captured audio waits to be read (``backlog_seconds``) and can drop the oldest of
+it (``drop_oldest``), so a consumer that falls behind bounds its delay instead of queueing without end; ``pause``
+stops capturing (a managed node's deactivation) and ``start`` resumes.
 """
 
 from __future__ import annotations
 
+import math
 import queue
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,10 +35,20 @@ class AudioChunk:
 class AudioSource(Protocol):
     sample_rate: int
 
-    def start(self) -> None: ...
+    def start(self) -> None:
+        """Start capturing, or resume after ``pause``."""
+
+    def pause(self) -> None:
+        """Stop capturing until the next ``start``; what was captured and not read is discarded."""
 
     def read(self, timeout: float) -> AudioChunk | None:
         """Next chunk, or None if none arrived within ``timeout`` seconds."""
+
+    def backlog_seconds(self) -> float:
+        """Audio captured (or due, for a paced file) but not read yet."""
+
+    def drop_oldest(self, keep_seconds: float) -> int:
+        """Discard the oldest unread audio until about ``keep_seconds`` remain; the samples dropped (model rate)."""
 
     @property
     def finished(self) -> bool:
@@ -66,11 +82,34 @@ class FileSource:
         return len(self.samples) / self.sample_rate
 
     def start(self) -> None:
-        self._start_time = time.monotonic()
+        """Start pacing, or resume it after ``pause``: the next chunk is due one chunk from now, wherever the
+        file stopped (a file is not live, so nothing was missed meanwhile)."""
+        self._start_time = time.monotonic() - self._position / self.sample_rate
+
+    def pause(self) -> None:
+        self._start_time = None
 
     @property
     def finished(self) -> bool:
         return not self.loop and self._position >= len(self.samples)
+
+    def _due_samples(self) -> int:
+        """Samples a paced file has made available but not handed out (0 unpaced: never behind)."""
+        if not self.realtime or self._start_time is None:
+            return 0
+        due = int((time.monotonic() - self._start_time) * self.sample_rate) - self._position
+        if not self.loop:
+            due = min(due, len(self.samples) - self._position)
+        return max(0, due)
+
+    def backlog_seconds(self) -> float:
+        return self._due_samples() / self.sample_rate
+
+    def drop_oldest(self, keep_seconds: float) -> int:
+        """Skip ahead in the file, as a microphone's dropped audio would be gone."""
+        dropped = max(0, self._due_samples() - int(max(0.0, keep_seconds) * self.sample_rate))
+        self._position += dropped
+        return dropped
 
     def read(self, timeout: float) -> AudioChunk | None:
         if self._start_time is None:
@@ -112,6 +151,8 @@ class PushSource:
     def __init__(self, sample_rate: int, max_queued_chunks: int = 256) -> None:
         self.sample_rate = sample_rate
         self._queue: queue.Queue[np.ndarray] = queue.Queue(maxsize=max_queued_chunks)
+        self._queued_samples = 0  # samples in the queue, for backlog_seconds (pushed and read on other threads)
+        self._lock = threading.Lock()
         self._position = 0
         self.dropped_chunks = 0
         self.stats = AudioStats()
@@ -123,9 +164,30 @@ class PushSource:
     def start(self) -> None:
         pass
 
+    def pause(self) -> None:
+        self.drop_oldest(0.0)
+
     @property
     def finished(self) -> bool:
         return False
+
+    def backlog_seconds(self) -> float:
+        return self._queued_samples / self.sample_rate
+
+    def drop_oldest(self, keep_seconds: float) -> int:
+        """Discard whole queued chunks, oldest first, while more than ``keep_seconds`` would remain."""
+        keep = max(0.0, keep_seconds) * self.sample_rate
+        dropped = 0
+        while True:
+            with self._lock:
+                head = self._queue.queue[0] if self._queue.qsize() else None
+                if head is None or self._queued_samples - len(head) < keep:
+                    break
+                self._queue.get_nowait()
+                self._queued_samples -= len(head)
+            dropped += len(head)
+        self._position += dropped
+        return dropped
 
     def push(self, samples: np.ndarray, sample_rate: int) -> None:
         """Queue (frames,) or (frames, channels) samples at ``sample_rate``; ValueError for other shapes or rates."""
@@ -153,16 +215,20 @@ class PushSource:
         out = np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
         if not len(out):  # an empty message, or the resampler holding back its filter delay
             return
-        try:
-            self._queue.put_nowait(np.ascontiguousarray(out, dtype=np.float32))
-        except queue.Full:
-            self.dropped_chunks += 1
+        with self._lock:
+            try:
+                self._queue.put_nowait(np.ascontiguousarray(out, dtype=np.float32))
+                self._queued_samples += len(out)
+            except queue.Full:
+                self.dropped_chunks += 1
 
     def read(self, timeout: float) -> AudioChunk | None:
         try:
             samples = self._queue.get(timeout=timeout)
         except queue.Empty:
             return None
+        with self._lock:
+            self._queued_samples -= len(samples)
         chunk = AudioChunk(samples, self._position)
         self._position += len(samples)
         return chunk
@@ -244,6 +310,7 @@ class MicSource:
         self.device_name = info["name"]
         self.device_rate = int(info["default_samplerate"])
         self.channels = max(1, min(2, int(info["max_input_channels"])))
+        self.block_frames = max(1, int(block_seconds * self.device_rate))  # device frames per callback
         self._queue: queue.Queue[np.ndarray] = queue.Queue(maxsize=512)
         self._position = 0
         self.overflows = 0
@@ -261,7 +328,7 @@ class MicSource:
             samplerate=self.device_rate,
             channels=self.channels,
             dtype="float32",
-            blocksize=max(1, int(block_seconds * self.device_rate)),
+            blocksize=self.block_frames,
             callback=self._on_audio,
         )
 
@@ -274,11 +341,36 @@ class MicSource:
             self.overflows += 1
 
     def start(self) -> None:
-        self._stream.start()
+        """Start capturing, or resume after ``pause`` (PortAudio restarts a stopped stream)."""
+        if not self._stream.active:
+            self._stream.start()
+
+    def pause(self) -> None:
+        """Stop capturing (abort: see close) and discard the blocks not read yet; the device stays open."""
+        if self._stream.active:
+            self._stream.abort()
+        self.drop_oldest(0.0)
 
     @property
     def finished(self) -> bool:
         return False
+
+    def backlog_seconds(self) -> float:
+        return self._queue.qsize() * self.block_frames / self.device_rate
+
+    def drop_oldest(self, keep_seconds: float) -> int:
+        """Discard whole device blocks, oldest first, while more than ``keep_seconds`` would remain. The callback
+        only ever appends, so this (on the reading thread) never blocks it."""
+        keep_blocks = math.ceil(max(0.0, keep_seconds) * self.device_rate / self.block_frames)
+        frames = 0
+        while self._queue.qsize() > keep_blocks:
+            try:
+                frames += len(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        dropped = round(frames * self.sample_rate / self.device_rate)
+        self._position += dropped
+        return dropped
 
     def read(self, timeout: float) -> AudioChunk | None:
         try:

@@ -1,7 +1,20 @@
 """gesture_node: speech in (file, microphone or topic), gesture motion out on /gesture_joints.
 
-A thin adapter: audio capture, feature extraction, the model and window stitching all live in the core
-(dimgestor_ros.audio / features / model / streaming); this node wires them to ROS topics and parameters.
+A thin adapter: audio capture, feature extraction, the model, window stitching and the overload policy all live in
+the core (dimgestor_ros.audio / features / model / streaming); this node wires them to ROS topics, parameters and
+the ROS 2 lifecycle (managed node):
+
+- configure: load the model and open the audio source (a failure is one logged line and FAILURE: the node stays
+  unconfigured and alive, so a lifecycle manager can fix the parameter and retry);
+- activate: start streaming; the lifecycle publishers publish;
+- deactivate: stop streaming and publishing, pause the source (a microphone stops capturing, topic audio is
+  ignored, a file keeps its place); the model and the stream state stay, so a later activate continues the motion
+  from the last published pose;
+- cleanup: release model and audio; shutdown: release everything and end the process (exit 0).
+
+With ``autostart`` (the default) the node configures and activates itself, so it runs as a plain program does:
+a configure failure is then its one-line error and exit code 2. The end of the audio (a file's end, or
+``duration``) also ends the process, as the launchers expect.
 """
 
 from __future__ import annotations
@@ -13,7 +26,7 @@ import numpy as np
 import torch
 from builtin_interfaces.msg import Duration, Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Float32MultiArray
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
@@ -36,6 +49,7 @@ from ..motion.skeleton import HUMANOID, euler_to_quaternions
 from ..paths import default_weights_dir, demo_audio_file
 from ..streaming.diagnostics import StreamStats
 from ..streaming.generator import MotionHop, StreamingConfig, StreamingGestureGenerator
+from ..streaming.overload import OverloadConfig, OverloadGuard, OverloadPolicy, OverloadState
 from .common import JOINTS_QOS, declare, run_node
 
 try:  # the package's own message, built by colcon from msg/
@@ -44,10 +58,21 @@ except ImportError:  # pragma: no cover - only when msg/ was not built
     SkeletonChunk = None
 
 
-class GestureNode(Node):
+WORKER_STOP_TIMEOUT_S = 60.0  # a transition waits this long for the window being sampled (slow settings)
+EXIT_STOP_TIMEOUT_S = 5.0  # the process exit waits less: the launcher kills what is still there after 10 s
+
+
+def _one_line(error: BaseException) -> str:
+    """The reason of a failure on one line: a UserError's message, else the exception's type and message."""
+    text = str(error) if isinstance(error, UserError) else f"{type(error).__name__}: {error}"
+    return " ".join(text.split()) or type(error).__name__
+
+
+class GestureNode(LifecycleNode):
     def __init__(self) -> None:
         super().__init__("gesture_node")
         defaults = StreamingConfig()
+        overload = OverloadConfig()
         self.source_kind = declare(
             self, "audio_source", "auto", "Where speech comes from ('auto': a microphone if one exists, else the "
             "audio file).", read_only=True, choices=AUDIO_SOURCE_KINDS)
@@ -99,41 +124,180 @@ class GestureNode(Node):
         self.topic_sample_rate = declare(
             self, "topic_sample_rate", 16000, "Sample rate of audio arriving on the 'audio' topic; a change applies "
             "from the next message (a publisher that changes its rate sets it).", (8000, 192000))
+        self.autostart = declare(
+            self, "autostart", True, "Configure and activate at once (true), or wait unconfigured for a lifecycle "
+            "manager or 'ros2 lifecycle set' (false).", read_only=True)
+        self.overload_policy = declare(
+            self, "overload_policy", overload.enabled, "When inference falls behind real time, degrade (fewer "
+            "steps, then skipped windows that hold and fade to rest, then dropped audio) instead of lagging. "
+            "Never applies to a file streamed as fast as possible.", read_only=True)
+        min_steps = declare(self, "min_sampling_steps", overload.min_steps, "Floor of sampling_steps when the "
+                            "overload policy cuts steps.", (1, 200))
+        skip_backlog = declare(self, "skip_backlog", overload.skip_backlog_s, "Seconds of waiting audio beyond "
+                               "which, at the step floor, windows are skipped (hold and fade).", (0.05, 30.0))
+        max_backlog = declare(self, "max_backlog", overload.max_backlog_s, "Seconds of waiting audio beyond "
+                              "which the oldest is dropped.", (0.1, 60.0))
+        fade_time = declare(self, "fade_time", overload.fade_time_s, "Seconds in which skipped windows settle "
+                            "at the rest pose.", (0.1, 10.0))
 
-        torch.set_num_threads(threads)
+        try:
+            self.stream_config = StreamingConfig(
+                window_frames=window, hop_frames=hop, lookahead_frames=lookahead, steps=steps, sampler=sampler,
+                guidance=guidance, style_blend=style_blend, amplitude=amplitude, smoothing=smoothing,
+                seam_blend=seam_blend, idle_smoothing=idle_smoothing, silence_threshold_db=silence_threshold_db,
+                seed=seed)
+        except ValueError as error:  # window, hop and lookahead that do not fit together
+            raise UserError(str(error)) from None
+        self.overload_config = OverloadConfig(min_steps=min_steps, skip_backlog_s=skip_backlog,
+                                              max_backlog_s=max_backlog, fade_time_s=fade_time)
+        self.num_threads = threads
+        self.skeleton = HUMANOID
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)  # in every state
+        self.create_timer(1.0, self._publish_diagnostics)
+
+        self.lifecycle_state = "unconfigured"
+        self.failure = ""  # the one-line reason of the last failed transition
+        self.finished = False  # set when the process should end: the audio ended, streaming failed, or shutdown
+        self.exit_code = 0
+        self._clear()
+        if self.autostart:
+            for trigger in (self.trigger_configure, self.trigger_activate):
+                if trigger() != TransitionCallbackReturn.SUCCESS:
+                    raise UserError(self.failure)
+
+    def _clear(self) -> None:
+        """The unconfigured node: no model, no audio, no stream."""
+        self.generator: StreamingGestureGenerator | None = None
+        self.policy: OverloadPolicy | None = None
+        self.source = None
+        self.conditioner: AudioConditioner | None = None
+        self.stats: StreamStats | None = None
+        self.joints_pub = None
+        self.skeleton_pub = None
+        self._audio_subscription = None
+        self.weights_in_use = ""
+        self.source_in_use = ""
+        self.rejected_audio_messages = 0  # 'audio' topic messages refused (layout contradicting the data)
+        self._reported_problems: dict[str, int] = {}
+        self._received = 0  # samples handed to the generator (dropped audio included, as the silence it became)
+        self._started = False  # the stream has started once (stamps anchored)
+        self._active = False
+        self._logged_overload = OverloadState.OK
+        self._stop = threading.Event()
+        self._worker: threading.Thread | None = None
+
+    # --- lifecycle transitions --------------------------------------------------------------------------------------
+
+    def _failed(self, transition: str, error: BaseException) -> TransitionCallbackReturn:
+        """FAILURE with the reason kept for autostart's one-line error, or logged on one line when managed."""
+        self.failure = _one_line(error)
+        if not self.autostart:
+            self.get_logger().error(f"{transition} failed: {self.failure}")
+        return TransitionCallbackReturn.FAILURE
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Load the model and open the audio source; any failure releases what was acquired and is FAILURE."""
+        try:
+            self._configure()
+        except Exception as error:  # noqa: BLE001 - a bad path or a missing device must not end the process
+            self._release()
+            return self._failed("configure", error)
+        self.lifecycle_state = "inactive"
+        return super().on_configure(state)
+
+    def _configure(self) -> None:
+        torch.set_num_threads(self.num_threads)
         weights = self.weights or str(default_weights_dir())
         model = DiMGestor.load(weights)
         encoder = make_speech_encoder(model.config.speech_encoder)
-        config = StreamingConfig(window_frames=window, hop_frames=hop, lookahead_frames=lookahead, steps=steps, sampler=sampler, guidance=guidance, style_blend=style_blend,
-                                 amplitude=amplitude, smoothing=smoothing, seam_blend=seam_blend,
-                                 idle_smoothing=idle_smoothing, silence_threshold_db=silence_threshold_db, seed=seed)
-        self.generator = StreamingGestureGenerator(model, encoder, config)
+        self.fps = model.config.motion_fps
+        self.policy = OverloadPolicy(self.overload_config, hop_seconds=self.stream_config.hop_frames / self.fps)
+        guard = OverloadGuard(model, self.policy, backlog=self._backlog_seconds)
+        self.generator = StreamingGestureGenerator(guard, encoder, self.stream_config)
         if self.style_file:
             self.generator.set_style(self.generator.style_of(load_audio(self.style_file, encoder.sample_rate)))
-        self.fps = model.config.motion_fps
-        self.skeleton = HUMANOID
         if model.config.pose_dim != self.skeleton.num_dofs:
             raise UserError(f"weights {weights} generate {model.config.pose_dim} DoF but the skeleton has "
                             f"{self.skeleton.num_dofs}; use weights trained for the dimgestor humanoid")
-        self.rejected_audio_messages = 0  # 'audio' topic messages refused (layout contradicting the data)
         self.conditioner = AudioConditioner(encoder.sample_rate)
         self.source = self._open_source(encoder.sample_rate)
-        self.add_on_set_parameters_callback(self._on_set_parameters)
-
-        self.joints_pub = self.create_publisher(JointTrajectory, "gesture_joints", JOINTS_QOS)
+        # Real time only binds a live stream: a file streamed as fast as possible is never behind.
+        live = not (isinstance(self.source, FileSource) and not self.source.realtime)
+        self.overload_config.enabled = self.overload_policy and live
+        self.weights_in_use = weights
+        self.joints_pub = self.create_lifecycle_publisher(JointTrajectory, "gesture_joints", JOINTS_QOS)
         self.skeleton_pub = (
-            self.create_publisher(SkeletonChunk, "gesture_skeleton", JOINTS_QOS) if SkeletonChunk else None
+            self.create_lifecycle_publisher(SkeletonChunk, "gesture_skeleton", JOINTS_QOS) if SkeletonChunk else None
         )
-        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.stats = StreamStats()
         self._reported_problems = dict.fromkeys(self._audio_problems(), 0)  # a file's bad samples count as new
-        self.create_timer(1.0, self._publish_diagnostics)
 
-        self.finished = False
-        self.exit_code = 0
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Enable the publishers, then start (or resume) streaming on a worker thread."""
+        result = super().on_activate(state)
+        if result != TransitionCallbackReturn.SUCCESS:
+            return result
+        self._active = True
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._stream, name="gesture_stream", daemon=True)
         self._worker.start()
+        self.lifecycle_state = "active"
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Stop streaming (after the window being sampled) and publishing; pause the source."""
+        if not self._stop_worker():
+            return self._failed("deactivate", TimeoutError(
+                f"the stream did not stop within {WORKER_STOP_TIMEOUT_S:.0f} s"))
+        self._active = False
+        if self.source is not None:
+            self.source.pause()
+        self.lifecycle_state = "inactive"
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Release the model and the audio source; a later configure loads them again."""
+        result = super().on_cleanup(state)
+        self._release()
+        self.lifecycle_state = "unconfigured"
+        return result
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Release everything and end the process (a finalized node can do nothing more)."""
+        super().on_shutdown(state)
+        self._release()
+        self.lifecycle_state = "finalized"
+        self.finished = True
+        return TransitionCallbackReturn.SUCCESS
+
+    def _stop_worker(self, timeout: float = WORKER_STOP_TIMEOUT_S) -> bool:
+        """Stop the streaming thread; False if it is still sampling a window after ``timeout`` seconds."""
+        self._stop.set()
+        if self._worker is not None and self._worker.is_alive() and self._worker is not threading.current_thread():
+            self._worker.join(timeout=timeout)
+            if self._worker.is_alive():
+                return False
+        self._worker = None
+        return True
+
+    def _release(self, timeout: float = WORKER_STOP_TIMEOUT_S) -> None:
+        """Close the audio source and drop the model, the stream and the configured publishers."""
+        if not self._stop_worker(timeout):  # exiting with a window still being sampled: just close the audio
+            if self.source is not None:
+                self.source.close()
+            return
+        if self.source is not None:
+            try:
+                self.source.close()
+            except Exception as error:  # noqa: BLE001 - releasing must go on (a device that vanished)
+                self.get_logger().warning(f"closing the audio source: {_one_line(error)}")
+        for publisher in (self.joints_pub, self.skeleton_pub):
+            if publisher is not None:
+                self.destroy_lifecycle_publisher(publisher)
+        if self._audio_subscription is not None:
+            self.destroy_subscription(self._audio_subscription)
+        self._clear()
 
     def _open_source(self, sample_rate: int):
         kind = resolve_source_kind(self.source_kind)
@@ -147,13 +311,17 @@ class GestureNode(Node):
         else:
             source = PushSource(sample_rate)
             qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.BEST_EFFORT)
-            self.create_subscription(Float32MultiArray, "audio", self._on_audio_message, qos)
+            self._audio_subscription = self.create_subscription(
+                Float32MultiArray, "audio", self._on_audio_message, qos)
             self.get_logger().info(f"waiting for audio on {self.resolve_topic_name('audio')}")
+        self.source_in_use = kind
         return source
 
     def _on_audio_message(self, msg: Float32MultiArray) -> None:
         """Queue one message; a bad one is refused with a warning and counted, never raised (that would end the
-        node's spin loop)."""
+        node's spin loop). Audio arriving while the node is not active is ignored."""
+        if not self._active or self.source is None:
+            return
         try:
             dims = [(dim.label, dim.size) for dim in msg.layout.dim]
             samples = samples_from_multiarray(msg.data, dims, msg.layout.data_offset)
@@ -177,7 +345,8 @@ class GestureNode(Node):
     def _on_set_parameters(self, params):
         from rcl_interfaces.msg import SetParametersResult
 
-        config = self.generator.config
+        config = self.stream_config
+        overload = self.overload_config
         for param in params:
             if param.name == "sampling_steps":
                 config.steps = int(param.value)
@@ -191,41 +360,87 @@ class GestureNode(Node):
                 setattr(config, param.name, float(param.value))
             elif param.name == "topic_sample_rate":
                 self.topic_sample_rate = int(param.value)
+            elif param.name == "min_sampling_steps":
+                overload.min_steps = int(param.value)
+            elif param.name == "skip_backlog":
+                overload.skip_backlog_s = float(param.value)
+            elif param.name == "max_backlog":
+                overload.max_backlog_s = float(param.value)
+            elif param.name == "fade_time":
+                overload.fade_time_s = float(param.value)
         return SetParametersResult(successful=True)
 
+    def _backlog_seconds(self) -> float:
+        source = self.source
+        return source.backlog_seconds() if source is not None else 0.0
+
     def _stream(self) -> None:
-        deadline = time.monotonic() + self.wait_for_subscribers
-        while self.joints_pub.get_subscription_count() == 0 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        sample_rate = self.source.sample_rate
-        limit = int(self.duration * sample_rate) if self.duration > 0 else None
-        self.source.start()
-        self._start_monotonic = time.monotonic()
-        self._start_stamp_ns = self.get_clock().now().nanoseconds
-        received = 0
+        """Worker thread: read audio, generate, publish, until deactivated, the audio ends, or an error."""
         try:
+            sample_rate = self.source.sample_rate
+            if not self._started:
+                deadline = time.monotonic() + self.wait_for_subscribers
+                while (self.joints_pub.get_subscription_count() == 0 and time.monotonic() < deadline
+                       and not self._stop.is_set()):
+                    time.sleep(0.05)
+                if self._stop.is_set():
+                    return
+            self.source.start()
+            # Stamps are audio time: the next sample is "now". On a resume after deactivate, the frames still owed
+            # for audio heard before it (at most a hop and the lookahead) are stamped after the pause.
+            elapsed = self._received / sample_rate
+            self._start_monotonic = time.monotonic() - elapsed
+            self._start_stamp_ns = self.get_clock().now().nanoseconds - round(elapsed * 1e9)
+            self._started = True
+            limit = int(self.duration * sample_rate) if self.duration > 0 else None
             while not self._stop.is_set() and not self.source.finished:
+                if limit is not None and self._received >= limit:
+                    break
+                self._drop_backlog(limit)
                 chunk = self.source.read(timeout=0.1)
                 if chunk is None:
                     continue
                 samples = self.conditioner.process(chunk.samples)  # no NaN, inf or DC offset reaches the encoder
-                samples = samples if limit is None else samples[: max(0, limit - received)]
-                received += len(samples)
+                samples = samples if limit is None else samples[: max(0, limit - self._received)]
+                self._received += len(samples)
                 self._generate(samples, flush=False)
-                if limit is not None and received >= limit:
-                    break
-            if not self._stop.is_set():
-                self._generate(None, flush=True)
-                self.get_logger().info(
-                    f"stream ended after {received / sample_rate:.1f} s of audio, "
-                    f"{self.generator.frames_emitted} frames published"
-                )
-                time.sleep(0.5)  # let reliable publishers deliver the last messages before the process exits
+            if self._stop.is_set():
+                return  # deactivated or shutting down: the stream stays as it is
+            self._generate(None, flush=True)
+            self.get_logger().info(
+                f"stream ended after {self._received / sample_rate:.1f} s of audio, "
+                f"{self.generator.frames_emitted} frames published"
+            )
+            time.sleep(0.5)  # let reliable publishers deliver the last messages before the process exits
+            self.finished = True
         except Exception as error:  # the node reports and ends with a failure code rather than hanging
             self.get_logger().error(f"streaming failed: {error!r}")
             self.exit_code = 1
-        finally:
             self.finished = True
+
+    def _drop_backlog(self, limit: int | None) -> None:
+        """Overload: drop the oldest waiting audio beyond max_backlog and stream silence in its place, in
+        skipped windows, so every frame keeps its audio-time stamp and the motion fades through the gap."""
+        keep = self.policy.drop_target(self.source.backlog_seconds())
+        if keep is None:
+            return
+        dropped = self.source.drop_oldest(keep)
+        if limit is not None:
+            dropped = min(dropped, max(0, limit - self._received))
+        if not dropped:
+            return
+        sample_rate = self.source.sample_rate
+        self.policy.record_drop(dropped / sample_rate)
+        self.get_logger().warning(
+            f"inference is {dropped / sample_rate + keep:.1f} s behind the audio: dropped the oldest "
+            f"{dropped / sample_rate:.1f} s", throttle_duration_sec=5.0)
+        self._received += dropped
+        guard = self.generator.model
+        guard.force_skip = True
+        try:
+            self._generate(np.zeros(dropped, np.float32), flush=False)
+        finally:
+            guard.force_skip = False
 
     def _generate(self, samples: np.ndarray | None, flush: bool) -> None:
         started = time.monotonic()
@@ -234,6 +449,21 @@ class GestureNode(Node):
             self.stats.record_compute(time.monotonic() - started, len(samples) / self.source.sample_rate)
         for hop in hops:
             self._publish(hop)
+        self._log_overload_change()
+
+    def _log_overload_change(self) -> None:
+        """One line when the overload state changes (throttled: a stream at its limit may alternate)."""
+        policy = self.policy
+        if policy.state is self._logged_overload:
+            return
+        self._logged_overload = policy.state
+        if policy.state is OverloadState.OK:
+            self.get_logger().info("inference keeps up again: all sampling steps", throttle_duration_sec=5.0)
+        else:
+            self.get_logger().warning(
+                f"inference is behind real time: {policy.state.value} ({policy.steps} of {self.stream_config.steps} "
+                f"steps, {policy.hops_skipped} windows skipped, {policy.audio_dropped_s:.1f} s of audio dropped)",
+                throttle_duration_sec=5.0)
 
     def _publish(self, hop: MotionHop) -> None:
         n = len(hop.poses)
@@ -281,20 +511,34 @@ class GestureNode(Node):
         }
 
     def _publish_diagnostics(self) -> None:
-        s = self.stats
-        problems = self._audio_problems()
-        new = {name: count - self._reported_problems[name] for name, count in problems.items()
-               if count > self._reported_problems[name]}
-        self._reported_problems = problems
+        """Once a second, in every lifecycle state: the state, and when configured the stream's figures."""
         status = DiagnosticStatus(name="dimgestor: gesture_node", hardware_id="dimgestor")
-        # WARN while overruns exist or while bad audio arrived in the last period; the counters stay as values.
-        status.level = DiagnosticStatus.OK if s.overruns == 0 and not new else DiagnosticStatus.WARN
-        status.message = "streaming" if not self.finished else "finished"
+        status.values = [KeyValue(key="lifecycle_state", value=self.lifecycle_state),
+                         KeyValue(key="weights", value=self.weights_in_use or "none"),
+                         KeyValue(key="audio_source", value=self.source_in_use or "none")]
+        s, policy = self.stats, self.policy
+        if s is None or policy is None or self.source is None:
+            status.level = DiagnosticStatus.OK
+            status.message = self.lifecycle_state
+            self._send_diagnostics(status)
+            return
+        problems = self._audio_problems()
+        new = {name: count - self._reported_problems.get(name, 0) for name, count in problems.items()
+               if count > self._reported_problems.get(name, 0)}
+        self._reported_problems = problems
+        overloaded = policy.state is not OverloadState.OK
+        # WARN while overruns exist, while degraded, or while bad audio arrived in the last period.
+        status.level = DiagnosticStatus.OK if s.overruns == 0 and not new and not overloaded else DiagnosticStatus.WARN
+        status.message = "finished" if self.finished else "streaming" if self._active else self.lifecycle_state
+        if policy.state is OverloadState.DEGRADED_STEPS:
+            status.message += f"; overloaded: {policy.steps} of {self.stream_config.steps} sampling steps"
+        elif policy.state is OverloadState.SKIPPING:
+            status.message += "; overloaded: skipping windows (holding and fading to rest)"
         if new:
             summary = ", ".join(f"{count} {name}" for name, count in new.items())
             status.message += f"; bad audio in the last second: {summary}"
             self.get_logger().warning(f"bad audio in the last second: {summary}", throttle_duration_sec=10.0)
-        status.values = [
+        status.values += [
             KeyValue(key="real_time_factor", value=f"{s.real_time_factor:.3f}"),
             KeyValue(key="latency_p50_ms", value=f"{s.latency_percentile(50):.1f}"),
             KeyValue(key="latency_p95_ms", value=f"{s.latency_percentile(95):.1f}"),
@@ -306,16 +550,22 @@ class GestureNode(Node):
             KeyValue(key="audio_dc_offset", value=f"{self.conditioner.dc_offset:.4f}"),
             KeyValue(key="audio_rejected_messages", value=str(self.rejected_audio_messages)),
             KeyValue(key="audio_format_changes", value=str(problems["audio format changes"])),
+            KeyValue(key="overload_state", value=policy.state.value),
+            KeyValue(key="sampling_steps", value=str(policy.steps or self.stream_config.steps)),
+            KeyValue(key="hops_degraded", value=str(policy.hops_degraded)),
+            KeyValue(key="hops_skipped", value=str(policy.hops_skipped)),
+            KeyValue(key="audio_dropped_s", value=f"{policy.audio_dropped_s:.2f}"),
         ]
+        self._send_diagnostics(status)
+
+    def _send_diagnostics(self, status: DiagnosticStatus) -> None:
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()
         self.diagnostics_pub.publish(array)
 
     def close(self) -> None:
-        self._stop.set()
-        if self._worker.is_alive():
-            self._worker.join(timeout=5.0)
-        self.source.close()
+        """Process exit (end of audio, Ctrl-C, shutdown): stop streaming and release everything."""
+        self._release(EXIT_STOP_TIMEOUT_S)
 
 
 def main(args: list[str] | None = None) -> int:
