@@ -17,7 +17,7 @@ def _bench(args: argparse.Namespace) -> int:
     else:
         from .bench.streaming import run
 
-        run(args.out, minutes=args.minutes, threads=args.threads, weights=args.weights)
+        run(args.out, minutes=args.minutes, threads=args.threads, weights=args.weights, configs=args.configs)
     return 0
 
 
@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     bench.add_argument("--minutes", type=float, default=5.0, help="streaming: minutes of audio (default 5)")
     bench.add_argument("--weights", type=Path, help="streaming: weights folder (default: the shipped weights)")
+    bench.add_argument("--configs", nargs="+", metavar="NAME",
+                       help="streaming: only these configurations (default: all; names in the JSON)")
     bench.set_defaults(handler=_bench)
     export = commands.add_parser(
         "export-onnx", help="export a HuBERT speech encoder to ONNX",
@@ -54,12 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
     from .corpus.synthetic import add_make_corpus_parser
     from .generate import add_generate_parser
     from .evaluation.report import add_eval_parser
+    from .retarget.offline import add_retarget_parser
     from .training.trainer import add_train_parser
 
     add_generate_parser(commands)
     add_make_corpus_parser(commands)
     add_train_parser(commands)
     add_eval_parser(commands)
+    add_retarget_parser(commands)
     return parser
 
 

@@ -1,18 +1,20 @@
 """Scores weights folders on held-out clips against two baselines (the mean pose, a random real clip).
 
     python scripts/evaluate_weights.py --weights mamba2=DIR [transformer=DIR ...] --held-out DIR --train DIR \
-        --out REPORT.json [--limit N]
+        --out REPORT.json [--limit N] [--streaming]
 
 For every held-out clip (``<stem>.wav`` + ``<stem>.bvh``) each model generates motion from the speech exactly as
 `dimgestor generate` does (StreamingGestureGenerator with its offline lookahead; ``--lookahead 4`` gives the
 streaming node's output); the mean-pose baseline holds the training clips' mean pose; the random-clip baseline plays a random
-stretch of a random training clip. The BVH folders go next to REPORT.json and `dimgestor eval` scores them all in
+stretch of a random training clip. With ``--streaming`` each model is also scored as the node publishes it (its
+default lookahead), and the streaming / offline ratios are printed. The BVH folders go next to REPORT.json and `dimgestor eval` scores them all in
 one side-by-side table, with plots in REPORT.json's folder / plots.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import time
@@ -41,6 +43,10 @@ def main() -> int:
     parser.add_argument("--lookahead", type=int, default=OFFLINE_LOOKAHEAD,
                         help=f"lookahead frames (default {OFFLINE_LOOKAHEAD}, as `dimgestor generate`; "
                         f"{StreamingConfig.lookahead_frames} scores what the streaming node publishes)")
+    parser.add_argument("--streaming", action="store_true",
+                        help="also score each model as the streaming node publishes it (lookahead "
+                        f"{StreamingConfig.lookahead_frames}), as NAME_streaming, and print the streaming / offline "
+                        "ratios of pose FGD and seam jerk")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -53,7 +59,10 @@ def main() -> int:
     for spec in args.weights:
         name, _, directory = spec.partition("=")
         models[name] = DiMGestor.load(directory)
-    folders = {name: root / name for name in (*models, "mean_pose", "random_clip")}
+    configs = {name: StreamingConfig(seed=args.seed, lookahead_frames=args.lookahead) for name in models}
+    if args.streaming:
+        configs.update({f"{name}_streaming": StreamingConfig(seed=args.seed) for name in models})
+    folders = {name: root / name for name in (*configs, "mean_pose", "random_clip")}
     for folder in folders.values():
         folder.mkdir(parents=True, exist_ok=True)
         for stale in folder.glob("*.bvh"):
@@ -61,12 +70,12 @@ def main() -> int:
     rng = np.random.default_rng(args.seed)
     train_motion = [read_bvh(p).to_poses(0.01) for p in sorted(args.train.glob("*.bvh"))]
     mean_pose = np.concatenate(train_motion).mean(axis=0)
-    config = StreamingConfig(seed=args.seed, lookahead_frames=args.lookahead)
-    seconds = {name: 0.0 for name in models}
+    seconds = {name: 0.0 for name in configs}
     for wav in wavs:
         frames = read_bvh(wav.with_suffix(".bvh")).num_frames
         audio = load_audio(wav, 16000)
-        for name, model in models.items():
+        for name, config in configs.items():
+            model = models[name.removesuffix("_streaming")]
             began = time.perf_counter()
             poses = generate_poses(audio, model, config)[:frames]
             seconds[name] += time.perf_counter() - began
@@ -84,7 +93,7 @@ def main() -> int:
               f"(real-time factor {spent / audio_s:.3f})", flush=True)
     command = [str(Path(sys.executable).parent / "dimgestor"), "eval", "--reference", str(args.held_out),
                "--generated", *(f"{name}={folder}" for name, folder in folders.items()), "--out", str(args.out),
-               "--seam-every", str(config.hop_frames), "--plots", str(root / "plots")]
+               "--seam-every", str(StreamingConfig.hop_frames), "--plots", str(root / "plots")]
     if args.limit:
         reference = root / "reference"
         reference.mkdir(exist_ok=True)
@@ -94,7 +103,14 @@ def main() -> int:
                 target.unlink(missing_ok=True)
                 target.symlink_to(path.resolve())
         command[command.index("--reference") + 1] = str(reference)
-    return subprocess.run(command).returncode
+    returncode = subprocess.run(command).returncode
+    if returncode == 0 and args.streaming:
+        scores = {entry["name"]: entry["metrics"] for entry in json.loads(args.out.read_text())["models"]}
+        for name in models:
+            offline, streaming = scores[name], scores[f"{name}_streaming"]
+            print(f"{name}: streaming / offline pose FGD {streaming['fgd_pose'] / offline['fgd_pose']:.3f}; "
+                  f"streaming seam jerk / mean jerk {streaming['seam_continuity']:.3f}")
+    return returncode
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ REPO="$(cd "$(dirname "$0")/.." && pwd)"
 WORK="${1:-/tmp/dimgestor_shipped}"
 source "$REPO/.venv/bin/activate"
 mkdir -p "$WORK/val20"
-dimgestor make-corpus "$WORK/corpus" --clips-per-speaker 100 --seed 0
+dimgestor make-corpus "$WORK/corpus" --clips-per-speaker 40 --seed 0
 # Validation during training: every 10th held-out clip (the final evaluation uses all of them).
 for wav in $(ls "$WORK/corpus/held-out"/*.wav | awk 'NR % 10 == 1'); do
   ln -sf "$wav" "$WORK/val20/"; ln -sf "${wav%.wav}.bvh" "$WORK/val20/"
@@ -19,5 +19,5 @@ done
 wait
 python "$REPO/scripts/evaluate_weights.py" --weights mamba2="$WORK/run_mamba2/weights" \
   transformer="$WORK/run_transformer/weights" --held-out "$WORK/corpus/held-out" --train "$WORK/corpus/train" \
-  --out "$WORK/eval/report.json"
+  --out "$WORK/eval/report.json" --streaming
 echo "weights: $WORK/run_mamba2/weights -> weights/dimgestor_default, $WORK/run_transformer/weights -> weights/dimgestor_transformer"

@@ -55,6 +55,32 @@ def test_bench_streaming_reports_rtf_and_latency_per_configuration_default_first
         assert figures["frames"] >= 0.2 * 60 * 30 - figures["config"]["hop_frames"]
 
 
+def test_bench_streaming_reports_memory_and_timestamp_drift_for_the_chosen_configuration(tmp_path):
+    out = tmp_path / "drift.json"
+    result = subprocess.run([DIMGESTOR, "bench", "streaming", "--minutes", "1.1", "--configs", "default",
+                             "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    configurations = json.loads(out.read_text())["configurations"]
+    assert list(configurations) == ["default"]
+    figures = configurations["default"]
+    config = figures["config"]
+    assert len(figures["rss_mb"]["per_minute"]) == 2  # after the warm-up, after the first minute
+    assert figures["rss_mb"]["drift_percent"] == pytest.approx(
+        100 * (figures["rss_mb"]["end"] - figures["rss_mb"]["start"]) / figures["rss_mb"]["start"])
+    for low, high in (figures["timestamp"]["lag_frames_first_minute"], figures["timestamp"]["lag_frames_last_minute"]):
+        # published motion trails the audio by the lookahead plus at most a hop (and a partial speech frame)
+        assert config["lookahead_frames"] <= low <= high <= config["lookahead_frames"] + config["hop_frames"] + 1
+    assert 0 <= figures["timestamp"]["drift_frames"] < 1
+
+
+def test_bench_streaming_names_the_configurations_when_one_is_unknown():
+    result = subprocess.run([DIMGESTOR, "bench", "streaming", "--minutes", "0.1", "--configs", "fastest"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "unknown configuration(s) fastest; choose from default, steps4" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_paced_latency_replay_queues_work_behind_slow_chunks():
     from dimgestor_ros.bench.streaming import paced_latencies
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import soundfile
 
-from dimgestor_ros.corpus.gestures import JOINT_LIMITS, SPEAKER_STYLES, SpeakerStyle
+from dimgestor_ros.corpus.gestures import JOINT_LIMITS, SpeakerStyle
 from dimgestor_ros.corpus.sentences import SENTENCES, is_held_out
-from dimgestor_ros.corpus.synthetic import SPEAKERS, build_corpus
+from dimgestor_ros.corpus.synthetic import SPEAKERS, VOICE_STYLES, build_corpus, style_for_voice
 from dimgestor_ros.errors import UserError
 from dimgestor_ros.motion.bvh import read_bvh
 from dimgestor_ros.motion.kinematics import forward_kinematics
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None,
                                 reason="espeak-ng not installed (sudo apt-get install espeak-ng)")
 
 FPS = 30.0
-TINY = dict(clips_per_speaker=2, seed=3, speakers=("ben", "chen"), held_out_speakers=("chen",), max_sentences=1)
+TINY = dict(clips_per_speaker=2, seed=3, speakers=("ana", "chen"), held_out_speakers=("chen",), max_sentences=1)
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def test_tiny_corpus_writes_paired_wav_and_bvh_of_equal_duration(corpus):
         assert motion.fps == pytest.approx(FPS)
         assert abs(len(audio) / rate - motion.num_frames / FPS) < 1.0 / FPS
         assert clip["duration"] == pytest.approx(len(audio) / rate, abs=1e-3)
-        assert np.abs(audio).max() > 0.3  # speech, not silence
+        assert np.abs(audio).max() > 0.05  # speech (peak 0.5 at 0 dB, LEVEL_RANGE_DB below it), not silence
 
 
 def test_manifest_and_readme_say_synthetic_and_split_by_speaker_and_sentence(corpus):
@@ -84,7 +84,7 @@ def test_same_seed_gives_identical_files_and_another_seed_differs(corpus, tmp_pa
     for name in files:
         assert (tmp_path / "again" / name).read_bytes() == (folder / name).read_bytes(), name
     build_corpus(tmp_path / "other", **{**TINY, "clips_per_speaker": 1, "seed": 4})
-    assert (tmp_path / "other" / "train" / "ben_0.bvh").read_bytes() != (folder / "train" / "ben_0.bvh").read_bytes()
+    assert (tmp_path / "other" / "train" / "ana_0.bvh").read_bytes() != (folder / "train" / "ana_0.bvh").read_bytes()
 
 
 def test_motion_is_smooth_and_within_joint_limits(corpus):
@@ -111,7 +111,8 @@ def test_moves_during_speech_and_rests_without_freezing_in_silence(corpus):
         rest_head = slice(0, int(0.4 * FPS))  # the lead silence is >= 1.2 s, arms rise 0.75 s before speech
         rest_tail = slice(len(poses) - int(0.5 * FPS), len(poses))
         for rest in (rest_head, rest_tail):
-            assert speed[rest].mean() < 0.05, clip["name"]  # calm: near-still hands
+            calm = 0.06 * max(1.0, SPEAKERS[clip["speaker"]].style.sway)  # m/s; breathing and weight shift scale it
+            assert speed[rest].mean() < calm, clip["name"]  # calm: near-still hands
             assert talking.mean() > 4.0 * joint_speed[rest].mean()
             # Not frozen: breathing and weight shift keep the torso moving.
             assert np.abs(np.diff(poses[rest, 3:], axis=0)).max() > 1e-4
@@ -139,29 +140,54 @@ def test_stroke_apexes_are_hand_speed_minima_at_the_manifest_beats(corpus):
     assert np.median(ratios) < 0.5  # the beat is a dip in speed, not a random point on a stroke
 
 
-def test_speaker_styles_differ_in_handedness_and_amplitude(corpus):
+def test_speaker_styles_differ_in_handedness(corpus):
     folder, manifest = corpus
     stats = {}
-    for speaker in ("ben", "chen"):
+    for speaker in ("ana", "chen"):
         left = right = 0.0
         for clip in (c for c in manifest["clips"] if c["speaker"] == speaker):
             poses = poses_of(folder, clip)
             left += hand_speed(poses, ("Left",)).mean()
             right += hand_speed(poses, ("Right",)).mean()
         stats[speaker] = (left, right)
-    assert SPEAKER_STYLES["ben"].handedness == "right" and SPEAKER_STYLES["chen"].handedness == "left"
-    assert stats["ben"][1] > 2.0 * stats["ben"][0]  # right-handed
+    assert SPEAKERS["ana"].style.handedness == "right" and SPEAKERS["chen"].style.handedness == "left"
+    assert SPEAKERS["ana"].style.amplitude > 1.5 * SPEAKERS["chen"].style.amplitude
+    assert stats["ana"][1] > 2.0 * stats["ana"][0]  # right-handed
     assert stats["chen"][0] > 1.3 * stats["chen"][1]  # left-handed
-    assert max(stats["ben"]) > 2.0 * max(stats["chen"])  # ben gestures bigger
 
 
-def test_at_least_four_distinct_speaker_presets():
-    assert len(SPEAKERS) >= 4
+def test_roster_has_distinct_styles_and_held_out_voices_also_heard_in_training():
+    assert len(SPEAKERS) == 24
     assert len({s.style for s in SPEAKERS.values()}) == len(SPEAKERS)
     assert {s.style.handedness for s in SPEAKERS.values()} == {"left", "right", "both"}
-    assert any(s.held_out for s in SPEAKERS.values()) and not all(s.held_out for s in SPEAKERS.values())
+    held = [s for s in SPEAKERS.values() if s.held_out]
+    training_voices = {s.voices["cmn"] for s in SPEAKERS.values() if not s.held_out}
+    assert 0 < len(held) < len(SPEAKERS) // 2
+    assert all(s.voices["cmn"] in training_voices for s in held)  # an unseen speaker, a voice type heard before
+    for speaker in SPEAKERS.values():
+        handedness, gestures = VOICE_STYLES[speaker.voices["cmn"].split("+")[1]]
+        assert (speaker.style.handedness, speaker.style.gestures) == (handedness, gestures)
     with pytest.raises(ValueError, match="handedness"):
         SpeakerStyle(handedness="ambidextrous")
+
+
+def test_style_follows_the_voice_higher_pitch_bigger_faster_rate_shorter_strokes():
+    def style(pitch: float, rate: float) -> SpeakerStyle:
+        return style_for_voice("m1", pitch, rate, np.random.default_rng(0))  # same draw of personal variation
+
+    assert style(70, 160).amplitude > 1.5 * style(35, 160).amplitude
+    assert style(50, 185).stroke_duration < 0.85 * style(50, 135).stroke_duration
+
+
+def test_recording_conditions_put_a_noise_floor_under_the_pauses(corpus):
+    folder, manifest = corpus
+    floors = []
+    for clip in manifest["clips"]:
+        audio, rate = soundfile.read(folder / f"{clip['path']}.wav")
+        lead = audio[: int(0.9 * clip["speech_segments"][0][0] * rate)]  # before the first sentence
+        floors.append(20 * np.log10(np.sqrt(np.mean(lead**2))))
+    assert all(-80.0 < f < -38.0 for f in floors), floors  # a room, not digital silence
+    assert max(floors) - min(floors) > 3.0  # and not the same room every time
 
 
 def test_missing_espeak_is_a_user_error_with_the_install_command(tmp_path, monkeypatch):
@@ -183,7 +209,7 @@ def test_the_same_speech_spoken_louder_gets_bigger_strokes():
 
     speech = speak("The quick brown fox jumps over the lazy dog.", "en-us", 160, 50, shutil.which("espeak-ng"))
     audio = np.concatenate([np.zeros(16000, np.float32), 0.5 * speech / np.abs(speech).max(), np.zeros(16000, np.float32)])
-    style = SPEAKER_STYLES["ana"]
+    style = SpeakerStyle(amplitude=1.0, stroke_duration=0.40, handedness="both", gestures=("beat", "open"))
 
     def stroke_speed(gain_db: float) -> float:
         track = generate_gestures(audio * 10 ** (gain_db / 20), 16000, style, np.random.default_rng(0))

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ..audio.io import load_audio
+from ..errors import UserError
 from ..features.factory import make_speech_encoder
 from ..model.gesture_model import DiMGestor
 from ..paths import default_weights_dir, demo_audio_file
@@ -27,7 +28,6 @@ from ..streaming.generator import StreamingConfig, StreamingGestureGenerator
 from .report import rss_mb, write_report
 
 CHUNK_SECONDS = 0.05
-
 
 
 def paced_latencies(arrivals: np.ndarray, compute: np.ndarray, hops_per_chunk: np.ndarray) -> np.ndarray:
@@ -43,20 +43,31 @@ def paced_latencies(arrivals: np.ndarray, compute: np.ndarray, hops_per_chunk: n
 def measure(model: DiMGestor, audio: np.ndarray, config: StreamingConfig) -> dict:
     encoder = make_speech_encoder(model.config.speech_encoder)
     generator = StreamingGestureGenerator(model, encoder, config)
-    chunk = int(CHUNK_SECONDS * encoder.sample_rate)
+    rate, fps = encoder.sample_rate, model.config.motion_fps
+    chunk = int(CHUNK_SECONDS * rate)
+    minute = 60 * rate
     rss_start = rss_mb()
+    rss_trace = [rss_start]  # one reading per minute of audio
+    # Lag (frames) between the audio pushed and the motion published; it swings within a hop by design, so drift
+    # is how far its range in the last minute has moved from its range in the first.
+    lags: list[float] = []
     compute, hops = [], []
     for start in range(0, len(audio), chunk):
         began = time.perf_counter()
         published = generator.push(audio[start : start + chunk])
         compute.append(time.perf_counter() - began)
         hops.append(len(published))
+        lags.append(generator.samples_pushed * fps / rate - generator.frames_emitted)
+        if (start + chunk) // minute > start // minute:
+            rss_trace.append(rss_mb())
     rss_end = rss_mb()
     compute_s, hops_n = np.asarray(compute), np.asarray(hops)
     arrivals = (np.arange(len(compute_s)) + 1) * CHUNK_SECONDS  # the chunk's last sample arrives then
-    lookahead_s = config.lookahead_frames / model.config.motion_fps
+    lookahead_s = config.lookahead_frames / fps
     latencies = (paced_latencies(arrivals, compute_s, hops_n) + lookahead_s) * 1000
-    duration = len(audio) / encoder.sample_rate
+    duration = len(audio) / rate
+    per_minute = max(1, int(60 / CHUNK_SECONDS))
+    first, last = np.asarray(lags[:per_minute]), np.asarray(lags[-per_minute:])
     return {
         "config": asdict(config),
         "audio_seconds": duration,
@@ -68,7 +79,13 @@ def measure(model: DiMGestor, audio: np.ndarray, config: StreamingConfig) -> dic
         },
         "hops": int(hops_n.sum()),
         "frames": int(generator.frames_emitted),
-        "rss_mb": {"start": rss_start, "end": rss_end},
+        "rss_mb": {"start": rss_start, "end": rss_end, "peak": max(rss_trace + [rss_end]),
+                   "drift_percent": 100.0 * (rss_end - rss_start) / rss_start, "per_minute": rss_trace},
+        "timestamp": {
+            "lag_frames_first_minute": [float(first.min()), float(first.max())],
+            "lag_frames_last_minute": [float(last.min()), float(last.max())],
+            "drift_frames": float(max(abs(last.min() - first.min()), abs(last.max() - first.max()))),
+        },
     }
 
 
@@ -83,7 +100,14 @@ def configurations() -> list[tuple[str, StreamingConfig]]:
     ]
 
 
-def run(out: Path | None, minutes: float, threads: int = 2, weights: Path | None = None) -> dict:
+def run(out: Path | None, minutes: float, threads: int = 2, weights: Path | None = None,
+        configs: list[str] | None = None) -> dict:
+    """Stream ``minutes`` of speech through each configuration (``configs``: names, default all, default first)."""
+    chosen = [(name, config) for name, config in configurations() if configs is None or name in configs]
+    unknown = sorted(set(configs or []) - {name for name, _ in configurations()})
+    if unknown:
+        raise UserError(f"unknown configuration(s) {', '.join(unknown)}; choose from "
+                        f"{', '.join(name for name, _ in configurations())}")
     torch.set_num_threads(threads)
     model = DiMGestor.load(weights or default_weights_dir())
     clip = load_audio(demo_audio_file(), 16000)
@@ -91,13 +115,14 @@ def run(out: Path | None, minutes: float, threads: int = 2, weights: Path | None
     audio = np.tile(clip, repeats)[: int(minutes * 60 * 16000)]
     measure(model, audio[: 5 * 16000], StreamingConfig())  # warm-up: first-call allocations are not drift
     results = {}
-    for name, config in configurations():
+    for name, config in chosen:
         result = measure(model, audio, config)
         results[name] = result
         print(
             f"{name:>16}: rtf {result['rtf']:.3f}  latency beyond hop p50 {result['latency_ms']['p50']:7.1f} ms  "
             f"p95 {result['latency_ms']['p95']:7.1f} ms  rss {result['rss_mb']['start']:.0f} -> "
-            f"{result['rss_mb']['end']:.0f} MB",
+            f"{result['rss_mb']['end']:.0f} MB ({result['rss_mb']['drift_percent']:+.2f} %)  timestamp drift "
+            f"{result['timestamp']['drift_frames']:.2f} frames",
             flush=True,
         )
     report = {
@@ -106,6 +131,9 @@ def run(out: Path | None, minutes: float, threads: int = 2, weights: Path | None
         "weights": str(weights or default_weights_dir()),
         "audio_minutes": minutes,
         "latency_definition": __doc__.split("\n\n")[1].replace("\n", " "),
+        "drift_definition": "memory: resident memory after the stream vs after the warm-up, percent; timestamp: "
+        "lag = audio pushed (in motion frames) - frames published, sampled after every chunk; drift is how far "
+        "its range in the last minute moved from its range in the first (frames)",
         "configurations": results,
     }
     write_report(report, out)

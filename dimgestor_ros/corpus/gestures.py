@@ -22,6 +22,7 @@ from dimgestor_ros.motion.skeleton import HUMANOID, neutral_pose
 FPS = 30.0
 LOUDNESS_FULL_DB = -12.0  # RMS level (dBFS, 40 ms frames) of loud speech: strokes at full size
 LOUDNESS_RANGE_DB = 25.0  # strokes shrink to their smallest size this far below it
+PHRASE_LIFT_QUIET = 0.55  # how far a phrase at the bottom of the loudness range lifts the arms, relative to a loud one
 GESTURES = ("beat", "open", "point", "nod")
 HANDEDNESS = ("left", "right", "both")
 
@@ -70,7 +71,7 @@ JOINT_LIMITS: dict[str, tuple[float, float]] = {
 
 @dataclass(frozen=True)
 class SpeakerStyle:
-    """How one synthetic speaker gestures; distinct presets make speaker identity learnable from motion."""
+    """How one synthetic speaker gestures (the speaker roster in corpus/synthetic.py draws one per speaker)."""
 
     amplitude: float = 1.0  # stroke size multiplier (loudness scales it further per stroke)
     stroke_duration: float = 0.45  # s from stroke start to end of retraction; also the minimum beat spacing
@@ -87,19 +88,6 @@ class SpeakerStyle:
             raise ValueError(f"gestures must be a non-empty subset of {GESTURES}, got {self.gestures!r}")
         if not 0.2 <= self.stroke_duration <= 1.5:
             raise ValueError(f"stroke_duration must be within 0.2-1.5 s, got {self.stroke_duration}")
-
-
-SPEAKER_STYLES: dict[str, SpeakerStyle] = {
-    "ana": SpeakerStyle(amplitude=1.0, stroke_duration=0.40, handedness="both", gestures=("beat", "open"), sway=1.0),
-    "ben": SpeakerStyle(amplitude=1.5, stroke_duration=0.36, handedness="right", gestures=("beat", "point"),
-                        sway=0.7),
-    "chen": SpeakerStyle(amplitude=0.55, stroke_duration=0.55, handedness="left", gestures=("beat", "nod"),
-                         sway=0.6, lift=0.7),
-    "dara": SpeakerStyle(amplitude=1.2, stroke_duration=0.60, handedness="both", gestures=("open",), sway=1.8),
-    "eli": SpeakerStyle(amplitude=0.9, stroke_duration=0.45, handedness="right", gestures=("nod", "beat"), sway=1.2),
-    "fay": SpeakerStyle(amplitude=1.1, stroke_duration=0.50, handedness="left", gestures=("open", "point"),
-                        sway=0.9),
-}
 
 
 @dataclass(frozen=True)
@@ -228,6 +216,12 @@ def _sway(frames: int, style: SpeakerStyle, rng: np.random.Generator) -> np.ndar
     return out
 
 
+def _phrase_loudness(analysis: SpeechAnalysis, start: int, end: int) -> float:
+    """0..1: the phrase's loudness, the 90th percentile of its frames (pauses between words do not lower it)."""
+    frames = analysis.loudness[start:end][analysis.speaking[start:end]]
+    return float(np.percentile(frames, 90)) if frames.size else 0.0
+
+
 def generate_gestures(audio: np.ndarray, sample_rate: int, style: SpeakerStyle,
                       rng: np.random.Generator) -> GestureTrack:
     """HUMANOID poses (F, 63) at FPS for mono ``audio``; F = floor(samples * FPS / sample_rate)."""
@@ -245,8 +239,11 @@ def generate_gestures(audio: np.ndarray, sample_rate: int, style: SpeakerStyle,
     changes: list[tuple[float, np.ndarray]] = []
     for (start, end), kind in zip(phrases, kinds):
         pose = "hold" if kind == "nod" else kind
-        offset = sum((_arm_vector(_POSE_OFFSETS[pose], side, style.lift) for side in stroking), np.zeros(63))
-        offset += sum((_arm_vector(_POSE_OFFSETS["hold"], side, 0.5 * style.lift) for side in idle), np.zeros(63))
+        # A loud phrase lifts the arms further into the gesture space than a quiet one: louder is bigger in the
+        # posture as well as in the strokes.
+        lift = style.lift * (PHRASE_LIFT_QUIET + (1.0 - PHRASE_LIFT_QUIET) * _phrase_loudness(analysis, start, end))
+        offset = sum((_arm_vector(_POSE_OFFSETS[pose], side, lift) for side in stroking), np.zeros(63))
+        offset += sum((_arm_vector(_POSE_OFFSETS["hold"], side, 0.5 * lift) for side in idle), np.zeros(63))
         offset[_INDEX["Spine_rx"]] += 0.03  # lean in while talking
         # Preparation is done 0.15 s before the first syllable; retraction starts 0.05 s after the last one.
         changes += [(start / FPS - _LEAD_S, offset), (end / FPS + _LAG_S, -offset)]

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dimgestor_ros.corpus.gestures import FPS, SPEAKER_STYLES, SpeakerStyle, generate_gestures
+from dimgestor_ros.corpus.gestures import FPS, SpeakerStyle, generate_gestures
 from dimgestor_ros.corpus.sentences import SENTENCES, is_held_out
 from dimgestor_ros.errors import UserError
 from dimgestor_ros.motion.bvh import BvhMotion, write_bvh
@@ -34,7 +34,7 @@ from dimgestor_ros.motion.skeleton import HUMANOID
 
 SAMPLE_RATE = 16000
 UNIT_SCALE = 0.01  # metres per BVH length unit: the BVH files are in centimetres
-LEVEL_RANGE_DB = (-10.0, 0.0)  # per-sentence speech level, relative to a 0.5 full-scale peak
+LEVEL_RANGE_DB = (-16.0, 0.0)  # per-sentence speech level, relative to a 0.5 full-scale peak
 TRAIN, HELD_OUT = "train", "held-out"
 
 
@@ -50,20 +50,54 @@ class SpeakerProfile:
     held_out: bool = False  # default split of this speaker
 
 
-SPEAKERS: dict[str, SpeakerProfile] = {
-    profile.name: profile
-    for profile in (
-        SpeakerProfile("ana", SPEAKER_STYLES["ana"], {"en": "en-us+f3", "cmn": "cmn+f3"}, (150, 170), (60, 72)),
-        SpeakerProfile("ben", SPEAKER_STYLES["ben"], {"en": "en-gb+m3", "cmn": "cmn+m3"}, (165, 190), (35, 45)),
-        SpeakerProfile("chen", SPEAKER_STYLES["chen"], {"en": "en-us+m1", "cmn": "cmn+m1"}, (135, 150), (45, 55)),
-        SpeakerProfile("dara", SPEAKER_STYLES["dara"], {"en": "en-gb-x-rp+f4", "cmn": "cmn+f4"}, (140, 160),
-                       (65, 80)),
-        SpeakerProfile("eli", SPEAKER_STYLES["eli"], {"en": "en-us+m4", "cmn": "cmn+m4"}, (155, 175), (40, 52),
-                       held_out=True),
-        SpeakerProfile("fay", SPEAKER_STYLES["fay"], {"en": "en-gb+f2", "cmn": "cmn+f2"}, (145, 165), (58, 68),
-                       held_out=True),
-    )
+# Voice variant -> (handedness, favoured gestures). In this corpus a speaker's style follows the voice, so that a
+# style heard in speech generalises to speakers never seen: the variant (timbre) sets handedness and favoured
+# gestures, the pitch sets the size of strokes, the speaking rate their tempo; sway and lift are the speaker's own.
+# Real speakers are only partly like this; the rule is a convention of the synthetic data, stated in its README.
+VOICE_STYLES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "m1": ("right", ("beat", "point")), "m2": ("both", ("beat", "open")), "m3": ("left", ("beat", "nod")),
+    "m4": ("right", ("nod", "beat")), "m5": ("both", ("open",)), "m6": ("left", ("open", "point")),
+    "m7": ("right", ("beat",)), "f1": ("left", ("beat", "open")), "f2": ("both", ("beat", "point")),
+    "f3": ("right", ("open", "nod")), "f4": ("left", ("point", "beat")), "f5": ("both", ("beat", "nod")),
 }
+ACCENTS = ("en-us", "en-gb", "en-gb-x-rp")
+ROSTER_NAMES = ("ana", "ben", "chen", "dara", "eli", "fay", "gus", "hana", "ivo", "jun", "kai", "lea",
+                "mo", "nia", "omar", "pia", "rui", "sam", "tao", "uma", "vik", "wen", "xin", "yara")
+ROSTER_HELD_OUT = ("mo", "omar", "wen", "xin")  # their voice variants are also spoken by training speakers
+ROSTER_SEED = 2026  # the roster is fixed: a speaker's name means the same voice and style in every corpus
+
+
+def style_for_voice(variant: str, pitch: float, rate: float, rng: np.random.Generator) -> SpeakerStyle:
+    """The gesture style of a speaker with this voice variant, mean espeak-ng pitch and rate (words per minute).
+
+    Higher voices make bigger strokes (amplitude 0.55 at pitch 30 to 1.5 at pitch 75), faster talkers shorter
+    ones (0.42 s at 160 wpm, inversely with rate), each with a few per cent of the speaker's own variation.
+    """
+    handedness, gestures = VOICE_STYLES[variant]
+    amplitude = float(np.clip(0.55 + 0.95 * (pitch - 30.0) / 45.0, 0.55, 1.5) * rng.uniform(0.93, 1.07))
+    stroke_duration = float(np.clip(0.42 * 160.0 / rate * rng.uniform(0.94, 1.06), 0.3, 0.7))
+    return SpeakerStyle(amplitude=round(amplitude, 3), stroke_duration=round(stroke_duration, 3),
+                        handedness=handedness, gestures=gestures, sway=round(float(rng.uniform(0.5, 1.2)), 3),
+                        lift=round(float(rng.uniform(0.7, 1.0)), 3))
+
+
+def speaker_roster() -> dict[str, SpeakerProfile]:
+    """The corpus's 24 speakers: speaker i speaks with variant i mod 12 in accent i mod 3 (English) and
+    Mandarin; mean pitch 30-75 and rate 135-185 wpm drawn from ROSTER_SEED; ROSTER_HELD_OUT form the held-out split."""
+    rng = np.random.default_rng(ROSTER_SEED)
+    variants = list(VOICE_STYLES)
+    roster = {}
+    for index, name in enumerate(ROSTER_NAMES):
+        variant = variants[index % len(variants)]
+        pitch, rate = int(rng.integers(30, 76)), int(rng.integers(135, 186))
+        voices = {"en": f"{ACCENTS[index % len(ACCENTS)]}+{variant}", "cmn": f"cmn+{variant}"}
+        roster[name] = SpeakerProfile(name, style_for_voice(variant, pitch, rate, rng), voices,
+                                      (rate - 8, rate + 8), (max(0, pitch - 5), pitch + 5),
+                                      held_out=name in ROSTER_HELD_OUT)
+    return roster
+
+
+SPEAKERS: dict[str, SpeakerProfile] = speaker_roster()
 
 README = """# Synthetic co-speech gesture corpus (NOT real motion capture)
 
@@ -79,6 +113,11 @@ motion is rule-based (beat strokes on speech onsets, size from loudness, rest wi
 - `manifest.json`: per clip its path (without suffix), speaker, speech level per sentence (dB), language, voice, rate, pitch, text, duration, speech segments, beat times
   (stroke apexes, seconds), split. `train` = training speakers saying training sentences; `held-out` = held-out
   speakers ({held_out}) saying held-out sentences (never seen in training).
+- Speakers: a fixed roster of 24 (`speaker_roster()`); in this corpus a speaker's gesture style follows the
+  voice (variant → handedness and favoured gestures, pitch → stroke size, rate → stroke tempo), a convention that
+  lets a style heard in speech generalise to unseen speakers. Real speakers are only partly like that.
+- Recording conditions vary per clip (noise floor -75 to -42 dBFS, some reverberation, some band-limiting); the
+  motion follows the clean speech.
 - Seed {seed}; the same seed and arguments give byte-identical files.
 """
 
@@ -134,9 +173,36 @@ def _compose(sentences: list[np.ndarray], rng: np.random.Generator
             parts.append(speech.astype(np.float32))
             segments.append((cursor / SAMPLE_RATE, (cursor + len(speech)) / SAMPLE_RATE))
             cursor += len(speech)
-    audio = np.concatenate(parts)
-    audio += rng.normal(0.0, 3e-4, size=audio.shape).astype(np.float32)  # a faint room-noise floor
-    return np.round(np.clip(audio, -1.0, 1.0) * 32767.0) / 32767.0, segments, levels  # exactly what PCM16 stores
+    return np.concatenate(parts), segments, levels
+
+
+def _record(speech: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The clip as a microphone in a room hears it: sometimes reverberant (RT60 0.15-0.6 s), sometimes band-limited
+    (low-pass 3.5-7.5 kHz, as phone and compressed recordings are), always over a noise floor of -75 to -42 dBFS
+    (white or rumbling), then PCM16-quantised.
+
+    Why: espeak-ng speech over digital silence is far from what a microphone delivers; a model trained on it
+    alone takes any real room's noise floor for speech and real recordings for something it never heard.
+    The gesture rules look at the clean speech, so conditions change the audio, not the motion.
+    """
+    from scipy.signal import butter, fftconvolve, sosfilt
+
+    audio = speech.astype(np.float64)
+    if rng.random() < 0.5:
+        rt60 = rng.uniform(0.15, 0.6)
+        t = np.arange(int(rt60 * SAMPLE_RATE)) / SAMPLE_RATE
+        tail = rng.standard_normal(len(t)) * np.exp(-6.91 * t / rt60)  # -60 dB at rt60
+        tail *= 10 ** (-rng.uniform(3.0, 12.0) / 20) / max(np.sqrt(np.sum(tail**2)), 1e-9)  # direct-to-reverb ratio
+        tail[0] += 1.0  # the direct sound
+        audio = fftconvolve(audio, tail)[: len(audio)]
+    if rng.random() < 0.6:
+        audio = sosfilt(butter(6, rng.uniform(3500.0, 7500.0), fs=SAMPLE_RATE, output="sos"), audio)
+    noise = rng.standard_normal(len(audio))
+    if rng.random() < 0.5:
+        noise = sosfilt(butter(2, rng.uniform(150.0, 1000.0), fs=SAMPLE_RATE, output="sos"), noise)
+    noise *= 10 ** (rng.uniform(-75.0, -42.0) / 20) / max(float(np.sqrt(np.mean(noise**2))), 1e-12)
+    audio = np.clip(audio + noise, -1.0, 1.0)
+    return (np.round(audio * 32767.0) / 32767.0).astype(np.float32)  # exactly what PCM16 stores
 
 
 def build_corpus(out_dir: str | Path, clips_per_speaker: int, seed: int = 0, languages: Sequence[str] = ("en", "cmn"),
@@ -189,8 +255,9 @@ def build_corpus(out_dir: str | Path, clips_per_speaker: int, seed: int = 0, lan
                                                                                             endpoint=True))
             voice = profile.voices[language]
             speech = [speak(SENTENCES[language][i], voice, rate, pitch, espeak) for i in chosen]
-            audio, segments, levels = _compose(speech, rng)
-            track = generate_gestures(audio, SAMPLE_RATE, profile.style, rng)
+            clean, segments, levels = _compose(speech, rng)
+            track = generate_gestures(clean, SAMPLE_RATE, profile.style, rng)
+            audio = _record(clean, rng)
             stem = f"{name}_{n}"
             soundfile.write(str(out / split / f"{stem}.wav"), audio, SAMPLE_RATE, subtype="PCM_16")
             write_bvh(BvhMotion.from_poses(HUMANOID, track.poses, 1.0 / FPS, UNIT_SCALE), out / split / f"{stem}.bvh")
@@ -233,7 +300,8 @@ def add_make_corpus_parser(subparsers: argparse._SubParsersAction) -> argparse.A
     parser.add_argument("--languages", nargs="+", default=["en", "cmn"], choices=sorted(SENTENCES),
                         help="languages, alternated per clip (default: en cmn)")
     parser.add_argument("--speakers", nargs="+", choices=list(SPEAKERS), help="speakers (default: all)")
-    parser.add_argument("--held-out-speakers", nargs="*", help="speakers of the held-out split (default: eli fay)")
+    parser.add_argument("--held-out-speakers", nargs="*",
+                        help=f"speakers of the held-out split (default: {' '.join(ROSTER_HELD_OUT)})")
     parser.add_argument("--max-sentences", type=int, default=2, help="sentences per clip, at most (default 2)")
     parser.set_defaults(handler=run_make_corpus)
     return parser
