@@ -32,6 +32,9 @@ LAUNCH_ARGUMENTS: tuple[LaunchArgument, ...] = (
                    "retargeting node."),
     LaunchArgument("params_file", "", "Parameters YAML for all nodes; empty: the package's config/gesture.yaml."),
     LaunchArgument("duration", "0", "Seconds of audio to stream before stopping; 0: until the clip ends or Ctrl-C."),
+    LaunchArgument("autostart", "", "true: the gesture node configures and activates itself; false: it waits "
+                   "unconfigured for a lifecycle manager or 'ros2 lifecycle set'; empty: the params file's value "
+                   "(true in config/gesture.yaml).", ("", "true", "false")),
 )
 
 
@@ -83,6 +86,8 @@ def node_set(arguments: dict[str, str]) -> list[NodeSpec]:
         "audio_source": arguments["audio_source"],
         "duration": float(arguments["duration"]),
     }
+    if arguments["autostart"]:
+        gesture_overrides["autostart"] = arguments["autostart"] == "true"
     if arguments["audio_file"]:
         gesture_overrides["audio_file"] = arguments["audio_file"]
     nodes = [NodeSpec("gesture_node", params, gesture_overrides, ends_launch=True)]

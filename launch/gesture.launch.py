@@ -1,5 +1,5 @@
 """ros2 launch dimgestor_ros gesture.launch.py [audio_source:=...] [audio_file:=...] [robot:=...]
-[params_file:=...] [duration:=...]
+[params_file:=...] [duration:=...] [autostart:=true|false]
 
 The node set comes from dimgestor_ros.launch_spec, the same description dimgestor-launch uses on pip-only
 installs, so both start the same nodes with the same parameters.

@@ -16,6 +16,7 @@ import types
 
 import pytest
 
+from dimgestor_ros.errors import UserError
 from dimgestor_ros.launch_spec import LAUNCH_ARGUMENTS, node_set, resolve_arguments
 from dimgestor_ros.launcher import node_command, parse_launch_arguments
 
@@ -86,7 +87,8 @@ def test_launch_file_declares_every_launch_argument_with_its_default(launch_desc
 
 @pytest.mark.parametrize(
     "given",
-    [{}, {"robot": "none", "duration": "5"}, {"audio_source": "file", "audio_file": "/tmp/x.wav", "duration": "2.5"}],
+    [{}, {"robot": "none", "duration": "5"}, {"audio_source": "file", "audio_file": "/tmp/x.wav", "duration": "2.5"},
+     {"autostart": "false"}],
 )
 def test_launch_file_starts_the_same_nodes_as_dimgestor_launch(launch_description, given, tmp_path):
     actions = _nodes_of(launch_description, given)
@@ -132,3 +134,11 @@ def test_default_params_file_matches_the_parameters_the_nodes_declare():
         }
         assert set(params[node_name]["ros__parameters"]) == declared, node_name
 
+
+
+def test_autostart_argument_overrides_the_params_file_only_when_given():
+    assert "autostart" not in node_set(resolve_arguments({}))[0].overrides  # the params file decides
+    assert node_set(resolve_arguments({"autostart": "false"}))[0].overrides["autostart"] is False
+    assert node_set(resolve_arguments({"autostart": "true"}))[0].overrides["autostart"] is True
+    with pytest.raises(UserError, match="autostart:=maybe is not one of"):
+        resolve_arguments({"autostart": "maybe"})
