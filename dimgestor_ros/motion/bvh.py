@@ -299,6 +299,24 @@ def write_bvh(motion: BvhMotion, path: str | Path, precision: int = 6) -> None:
     values = np.asarray(motion.values, dtype=np.float64)
     if values.ndim != 2 or values.shape[1] != skeleton.num_channels:
         raise ValueError(f"values must be (frames, {skeleton.num_channels}), got {values.shape}")
+    out, column_order = bvh_hierarchy(skeleton, precision)
+    out += ["MOTION", f"Frames: {values.shape[0]}", f"Frame Time: {float(motion.frame_time)!r}"]
+    out += format_bvh_rows(values[:, column_order], precision)
+    Path(path).write_text("\n".join(out) + "\n", encoding="utf-8")
+
+
+def format_bvh_rows(values: np.ndarray, precision: int = 6) -> list[str]:
+    """MOTION lines for (F, C) values already in the file's column order (see :func:`bvh_hierarchy`)."""
+    row_format = " ".join([f"{{:.{precision}f}}"] * values.shape[1])
+    return [row_format.format(*row) for row in values]
+
+
+def bvh_hierarchy(skeleton: Skeleton, precision: int = 6) -> tuple[list[str], list[int]]:
+    """The HIERARCHY lines of ``skeleton`` and, per written channel, its column in the skeleton's values.
+
+    Joints are written depth first with children in bone order (what :func:`write_bvh` writes), so a writer that
+    streams frames can write the same file: the header, then rows of ``values[:, column_order]``.
+    """
     children: list[list[int]] = [[] for _ in skeleton.bones]
     for index, bone in enumerate(skeleton.bones):
         if bone.parent >= 0:
@@ -329,7 +347,4 @@ def write_bvh(motion: BvhMotion, path: str | Path, precision: int = 6) -> None:
     if len(roots) != 1:
         raise ValueError(f"a BVH file has one root, skeleton {skeleton.name!r} has {len(roots)}")
     write_joint(roots[0], 0)
-    out += ["MOTION", f"Frames: {values.shape[0]}", f"Frame Time: {float(motion.frame_time)!r}"]
-    row_format = " ".join([number] * values.shape[1])
-    out += [row_format.format(*row) for row in values[:, column_order]]
-    Path(path).write_text("\n".join(out) + "\n", encoding="utf-8")
+    return out, column_order

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -17,16 +18,14 @@ from ..errors import UserError
 JOINTS_QOS = QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE)
 
 
-def declare(
-    node: Node,
-    name: str,
-    default,
+def parameter_descriptor(
     description: str,
+    default,
     value_range: tuple[float, float] | None = None,
     read_only: bool = False,
     choices: tuple[str, ...] | None = None,
-):
-    """Declare a parameter with its description and range, so bad values are refused by ROS itself."""
+) -> ParameterDescriptor:
+    """A descriptor with the description (and the choices, if any) and an integer or floating-point range."""
     if choices:
         description = f"{description} One of: {', '.join(choices)}."
     descriptor = ParameterDescriptor(description=description, read_only=read_only)
@@ -38,7 +37,25 @@ def declare(
             descriptor.integer_range = [IntegerRange(from_value=int(lo), to_value=int(hi), step=1)]
         else:
             descriptor.floating_point_range = [FloatingPointRange(from_value=float(lo), to_value=float(hi), step=0.0)]
-    value = node.declare_parameter(name, default, descriptor).value
+    return descriptor
+
+
+def declare(
+    node: Node,
+    name: str,
+    default,
+    description: str,
+    value_range: tuple[float, float] | None = None,
+    read_only: bool = False,
+    choices: tuple[str, ...] | None = None,
+):
+    """Declare a parameter with its description and range, so bad values are refused by ROS itself; a bad value
+    from a parameters file is a UserError (one line) naming the parameter."""
+    descriptor = parameter_descriptor(description, default, value_range, read_only, choices)
+    try:
+        value = node.declare_parameter(name, default, descriptor).value
+    except ParameterException as error:
+        raise UserError(f"parameter {name}: {' '.join(str(error).split())}") from None
     if choices and value not in choices:
         raise UserError(f"parameter {name}={value!r} is not one of {', '.join(choices)}")
     return value

@@ -63,6 +63,14 @@ class ArmIK:
                 raise UserError(f"IK chain {chain.name!r} in {urdf_path}: {what} are at the same point; pick links "
                                 "whose origins are the shoulder, elbow and wrist")
 
+    def set_bounds(self, lower: np.ndarray, upper: np.ndarray) -> None:
+        """Tighter joint limits (K,) for the next solves (runtime tuning); seeds and home are kept inside."""
+        torch = self.torch
+        self.lower = torch.as_tensor(np.asarray(lower, dtype=float), dtype=torch.float64)
+        self.upper = torch.as_tensor(np.asarray(upper, dtype=float), dtype=torch.float64)
+        self.home = torch.minimum(torch.maximum(self.home, self.lower), self.upper)
+        self.seeds = torch.minimum(torch.maximum(self.seeds, self.lower), self.upper)
+
     def _points(self, x):
         """(M, K) driven joint values -> (M, 3, 3) shoulder, elbow and wrist positions in the base link frame."""
         q = self.rest.expand(x.shape[0], -1).clone()

@@ -9,11 +9,13 @@ as one call with the whole motion.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from ..motion.skeleton import HUMANOID, Skeleton
-from .filters import JointLimiter, OneEuroFilter, smoothstep
-from .robot import RobotConfig
+from .filters import FadeConfig, JointLimiter, OneEuroFilter, SmoothingConfig, smoothstep
+from .robot import JointLimits, RobotConfig
 from .sources import SourceFrames, arm_directions, bone_component
 
 
@@ -40,6 +42,13 @@ class JointMapper:
             self._solvers.append((solver, chain, np.array(index)))
         self.limiter = JointLimiter(lim.lower, lim.upper, lim.velocity, lim.acceleration, self.frame_rate, robot.home)
         self.smoother = OneEuroFilter(robot.smoothing, self.frame_rate, robot.home)
+        # What the limits and the hold did, for diagnostics; reset() leaves them counting.
+        self.counters = {
+            "frames_held": 0,  # frames without any usable input (idle, fade) or holding some joints' last target
+            "joints_held": 0,  # joint-frames holding their last target because their input was NaN or infinite
+            "position_clipped": 0,  # joint-frames whose target lay outside the position limits
+            "velocity_clipped": 0,  # joint-frames whose step to the target was cut to the velocity limit
+        }
         self.reset()
 
     # -- state -------------------------------------------------------------------------------------------------
@@ -65,6 +74,64 @@ class JointMapper:
     @property
     def velocity(self) -> np.ndarray:
         return self.limiter.velocity.copy()
+
+    @property
+    def fading_out(self) -> bool:
+        """Whether input stopped long enough (``fade.hold``) that the commands are fading to home."""
+        return self._fading_out
+
+    @property
+    def at_home(self) -> bool:
+        """Faded out completely: standing still at home (what :meth:`fade_out` ends with)."""
+        return (self._fading_out and self._weight <= 0.0
+                and np.allclose(self.limiter.position, self.robot.home, atol=1e-6)
+                and np.allclose(self.limiter.velocity, 0.0, atol=1e-6))
+
+    # -- runtime tuning ----------------------------------------------------------------------------------------
+    def set_gains(self, smoothing: SmoothingConfig | None = None, fade: FadeConfig | None = None) -> None:
+        """Replace the smoothing filter's or the fades' settings from the next frame on (state carries over)."""
+        changes = {}
+        if smoothing is not None:
+            changes["smoothing"] = smoothing
+            self.smoother.config = smoothing
+        if fade is not None:
+            changes["fade"] = fade
+        if changes:
+            self.robot = dataclasses.replace(self.robot, **changes)
+
+    def set_limits(self, lower: np.ndarray, upper: np.ndarray, velocity: np.ndarray) -> None:
+        """New position and velocity limits (J,) each, from the next frame on; never looser than the URDF.
+
+        Raises ValueError naming the joint when a limit is looser than the URDF's, leaves no range, or would put
+        the home pose or the current command outside (the joint could only get back inside by a jump).
+        """
+        lower, upper, velocity = (np.array(a, dtype=float).reshape(-1) for a in (lower, upper, velocity))
+        names, old = self.robot.joint_names, self.robot.limits
+        bound = self.robot.urdf_limits or old
+        position = self.limiter.position
+        for i, name in enumerate(names):
+            checks = (
+                (lower[i] >= bound.lower[i] - 1e-12,
+                 f"lower limit {lower[i]:g} is below the URDF's {bound.lower[i]:g}"),
+                (upper[i] <= bound.upper[i] + 1e-12,
+                 f"upper limit {upper[i]:g} is above the URDF's {bound.upper[i]:g}"),
+                (0 < velocity[i] <= bound.velocity[i] + 1e-12,
+                 f"velocity limit {velocity[i]:g} must be > 0 and at most the URDF's {bound.velocity[i]:g}"),
+                (lower[i] < upper[i], f"lower limit {lower[i]:g} must stay below upper limit {upper[i]:g}"),
+                (lower[i] <= self.robot.home[i] <= upper[i],
+                 f"the home position {self.robot.home[i]:g} would be outside [{lower[i]:g}, {upper[i]:g}]"),
+                (lower[i] <= position[i] <= upper[i],
+                 f"the current command {position[i]:g} would be outside [{lower[i]:g}, {upper[i]:g}]; change it "
+                 "when the joint is inside the new range"),
+            )
+            for ok, reason in checks:
+                if not (ok and np.isfinite([lower[i], upper[i], velocity[i]]).all()):
+                    raise ValueError(f"joint {name}: {reason}")
+        limits = JointLimits(lower, upper, velocity, old.acceleration)
+        self.robot = dataclasses.replace(self.robot, limits=limits)
+        self.limiter.lower, self.limiter.upper, self.limiter.max_velocity = lower.copy(), upper.copy(), velocity.copy()
+        for solver, _, index in self._solvers:
+            solver.set_bounds(lower[index], upper[index])
 
     # -- mapping -----------------------------------------------------------------------------------------------
     def targets(self, poses: np.ndarray) -> np.ndarray:
@@ -94,6 +161,10 @@ class JointMapper:
             if not valid.any():  # nothing usable in this frame: as if no input came
                 out[i] = self._idle_step()
                 continue
+            if not valid.all():
+                self.counters["frames_held"] += 1
+                self.counters["joints_held"] += int((~valid).sum())
+            self.counters["position_clipped"] += int((valid & ((target < lim.lower) | (target > lim.upper))).sum())
             self._held = np.where(valid, np.clip(target, lim.lower, lim.upper), self._held)
             if self._idle_frames > 0 or self._fading_out:  # resuming: fade from where we are to the motion
                 self._anchor, self._weight, self._fading_out = self._blended.copy(), 0.0, False
@@ -127,6 +198,7 @@ class JointMapper:
 
     def _idle_step(self) -> np.ndarray:
         self._idle_frames += 1
+        self.counters["frames_held"] += 1
         if self._fading_out or self._idle_frames * self.dt > self.robot.fade.hold:
             self._start_fade_out()
             fade = self.robot.fade.fade_out
@@ -135,4 +207,8 @@ class JointMapper:
         return self._command(self._blended)  # while holding, _blended stays: the joints settle on it
 
     def _command(self, target: np.ndarray) -> np.ndarray:
-        return self.limiter.step(self.smoother(target))
+        smoothed = self.smoother(target)
+        limiter = self.limiter
+        reach = np.clip(smoothed, limiter.lower, limiter.upper) - limiter.position
+        self.counters["velocity_clipped"] += int((np.abs(reach) > limiter.max_velocity * self.dt * (1 + 1e-9)).sum())
+        return limiter.step(smoothed)

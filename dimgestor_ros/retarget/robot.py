@@ -95,6 +95,8 @@ class RobotConfig:
     ik: dict[str, IKChainConfig] = field(default_factory=dict)
     smoothing: SmoothingConfig = SmoothingConfig()
     fade: FadeConfig = FadeConfig()
+    # The URDF's own limits (before the YAML tightened them): the bound that runtime changes may not exceed.
+    urdf_limits: JointLimits | None = None
 
     @property
     def joint_names(self) -> list[str]:
@@ -392,6 +394,7 @@ def load_robot_config(robot: str, skeleton: Skeleton = HUMANOID) -> RobotConfig:
     urdf_path = (path.parent / str(data["urdf"])).resolve()
     urdf = _load_urdf(urdf_path, path)
     kinds, lower, upper, velocity = _urdf_limits(urdf, urdf_path, path, names)
+    urdf_limits = JointLimits(lower.copy(), upper.copy(), velocity.copy(), np.full(len(names), np.inf))
     acceleration = _tighten(data, path, urdf_path, names, lower, upper, velocity)
     ik = _parse_ik(data, path, urdf, urdf_path, joints, skeleton)
     home_values = data.get("home") or {}
@@ -419,4 +422,5 @@ def load_robot_config(robot: str, skeleton: Skeleton = HUMANOID) -> RobotConfig:
         ik=ik,
         smoothing=smoothing,
         fade=fade,
+        urdf_limits=urdf_limits,
     )
