@@ -10,15 +10,9 @@ from .errors import UserError
 
 
 def _bench(args: argparse.Namespace) -> int:
-    if args.target == "denoiser":
-        from .bench.denoiser import run
+    from .bench.cli import run_bench
 
-        run(args.out, quick=args.quick, threads=args.threads)
-    else:
-        from .bench.streaming import run
-
-        run(args.out, minutes=args.minutes, threads=args.threads, weights=args.weights, configs=args.configs)
-    return 0
+    return run_bench(args)
 
 
 def _export_onnx(args: argparse.Namespace) -> int:
@@ -33,16 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dimgestor", description="dimgestor_ros command-line tools.")
     commands = parser.add_subparsers(dest="command", required=True)
     bench = commands.add_parser("bench", help="measure speed and memory", description="Benchmarks; JSON with --out.")
-    bench.add_argument("target", choices=["denoiser", "streaming"],
-                       help="denoiser: both backbones side by side per window length; streaming: real-time factor "
-                       "and latency of the streaming generator per configuration")
-    bench.add_argument("--out", type=Path, help="write the figures as JSON to this file")
-    bench.add_argument("--quick", action="store_true", help="two window lengths and fewer repeats")
-    bench.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
-    bench.add_argument("--minutes", type=float, default=5.0, help="streaming: minutes of audio (default 5)")
-    bench.add_argument("--weights", type=Path, help="streaming: weights folder (default: the shipped weights)")
-    bench.add_argument("--configs", nargs="+", metavar="NAME",
-                       help="streaming: only these configurations (default: all; names in the JSON)")
+    from .bench.cli import add_bench_arguments
+
+    add_bench_arguments(bench)
     bench.set_defaults(handler=_bench)
     export = commands.add_parser(
         "export-onnx", help="export a HuBERT speech encoder to ONNX",

@@ -57,7 +57,8 @@ def measure(model: DiMGestor, audio: np.ndarray, config: StreamingConfig) -> dic
         published = generator.push(audio[start : start + chunk])
         compute.append(time.perf_counter() - began)
         hops.append(len(published))
-        lags.append(generator.samples_pushed * fps / rate - generator.frames_emitted)
+        if generator.frames_emitted:  # from the first published hop on: before it, the lag is the warm-up fill
+            lags.append(generator.samples_pushed * fps / rate - generator.frames_emitted)
         if (start + chunk) // minute > start // minute:
             rss_trace.append(rss_mb())
     rss_end = rss_mb()
