@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Rebuilds the shipped weights exactly as they were made: the synthetic corpus, both backbones trained the same
-# way (one process each, side by side on a 2-core CPU: about 50 minutes), then the held-out evaluation.
+# way (one process each, side by side on a 2-core CPU: about 40 minutes), then the held-out evaluation (20-40 minutes).
 #   bash scripts/train_shipped_weights.sh [WORK_DIR]     (default WORK_DIR: /tmp/dimgestor_shipped)
 set -euo pipefail
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
