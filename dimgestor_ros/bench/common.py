@@ -9,6 +9,8 @@ Peak memory: see ``measure_step_memory``. FLOPs: see ``count_flops``.
 
 from __future__ import annotations
 
+import dataclasses
+
 import contextlib
 import json
 import os
@@ -250,3 +252,15 @@ def cpu_threads(threads: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def report_head(benchmark: str, schema: int, machine: dict, settings: object, module_doc: str | None = None) -> dict:
+    """The keys every benchmark report starts with, so the report generator finds them under the same names:
+    what ran, its JSON schema, the command line, the machine, the settings (a dataclass), and, given the
+    benchmark module's docstring, its method (the docstring's body) and how time was measured."""
+    head = {"benchmark": benchmark, "schema": schema, "command": command_line(),
+            "machine": finish_machine_info(machine), "settings": dataclasses.asdict(settings)}
+    if module_doc is not None:
+        head["method"] = module_doc.split("\n\n", 1)[1].replace("\n", " ").strip()
+    head["timing_method"] = TIMING_METHOD
+    return head

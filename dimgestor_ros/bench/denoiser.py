@@ -28,15 +28,13 @@ from .common import (
     FLOPS_METHOD,
     MEMORY_METHOD_CPU,
     MEMORY_METHOD_CUDA,
-    TIMING_METHOD,
     autocast,
-    command_line,
     denoiser_flops_per_frame,
     denoiser_inputs,
-    finish_machine_info,
     machine_info,
     measure_step_memory,
     median_ms,
+    report_head,
     set_threads,
     time_interleaved,
 )
@@ -271,11 +269,7 @@ def run(out: Path | None, quick: bool, threads: int = 2, device: str = "cpu", dt
         for batch, found in per_batch.items():
             print(f"crossover, {pairing}, batch {batch}: {found['statement']}", flush=True)
     report = {
-        "benchmark": "denoiser",
-        "schema": SCHEMA,
-        "command": command_line(),
-        "machine": finish_machine_info(machine),
-        "settings": dataclasses.asdict(settings),
+        **report_head("denoiser", SCHEMA, machine, settings),
         "unit_notes": (
             "ms_per_step: median time of one denoiser forward over the whole sequence, all `batch` sequences at "
             "once; ms_per_sampling: one full DiMGestor.sample with `sampling_steps` steps (measured unless "
@@ -283,7 +277,6 @@ def run(out: Path | None, quick: bool, threads: int = 2, device: str = "cpu", dt
             "seconds of motion generated (batch x frames / fps); peak_step_memory_mb: working memory of one step "
             "above the weights and inputs; flops_per_frame_per_step: one step at batch 1, divided by frames; "
             "ratios are mamba2 / transformer (below 1: Mamba-2 faster or smaller)"),
-        "timing_method": TIMING_METHOD,
         "memory_method": MEMORY_METHOD_CUDA if torch.device(device).type == "cuda" else MEMORY_METHOD_CPU,
         "flops_method": FLOPS_METHOD,
         "configs": {name: describe(config) for name, config in configs.items()},

@@ -21,7 +21,6 @@ not included.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,14 +29,12 @@ import torch
 from .causal import CausalContext, CausalDenoiser
 from .common import (
     FLOPS_METHOD,
-    TIMING_METHOD,
     autocast,
-    command_line,
     count_flops,
-    finish_machine_info,
     machine_info,
     median_ms,
     pure_mamba,
+    report_head,
     set_threads,
     time_interleaved,
 )
@@ -278,13 +275,7 @@ def run(out: Path | None, quick: bool, threads: int = 2, device: str = "cpu", dt
     primary = by_pair.get("shipped", {})
     at_60 = primary.get(seconds_key(60))
     report = {
-        "benchmark": "per_hop",
-        "schema": SCHEMA,
-        "command": command_line(),
-        "machine": finish_machine_info(machine),
-        "settings": dataclasses.asdict(settings),
-        "method": __doc__.split("\n\n", 1)[1].replace("\n", " ").strip(),
-        "timing_method": TIMING_METHOD,
+        **report_head("per_hop", SCHEMA, machine, settings, __doc__),
         "flops_method": FLOPS_METHOD,
         "configs": configs_out,
         "results": results,

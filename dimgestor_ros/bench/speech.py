@@ -17,7 +17,6 @@ share = encoder / (encoder + model), streaming with 50 ms chunks.
 
 from __future__ import annotations
 
-import dataclasses
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .common import TIMING_METHOD, command_line, finish_machine_info, machine_info, median_ms, set_threads, time_interleaved
+from .common import machine_info, median_ms, report_head, set_threads, time_interleaved
 from .report import write_report
 
 SCHEMA = 1
@@ -226,13 +225,7 @@ def run(out: Path | None, quick: bool, threads: int = 2, device: str = "cpu") ->
         print(f"{name:>20}: not measured ({why})", flush=True)
     print(f"{'model':>20}: {model['ms_per_audio_second']:.1f} ms per s of audio ({model['what']})", flush=True)
     report = {
-        "benchmark": "speech",
-        "schema": SCHEMA,
-        "command": command_line(),
-        "machine": finish_machine_info(machine),
-        "settings": dataclasses.asdict(settings),
-        "method": __doc__.split("\n\n", 1)[1].replace("\n", " ").strip(),
-        "timing_method": TIMING_METHOD,
+        **report_head("speech", SCHEMA, machine, settings, __doc__),
         "audio": audio_source,
         "hubert": {"size": settings.hubert, "parameters": hubert_parameters,
                    "hidden_size": hubert_config.hidden_size, "layers": hubert_config.num_hidden_layers,

@@ -14,23 +14,13 @@ compile error) is reported with its error instead of figures.
 
 from __future__ import annotations
 
-import dataclasses
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from .common import (
-    TIMING_METHOD,
-    autocast,
-    command_line,
-    finish_machine_info,
-    machine_info,
-    set_threads,
-    synchronize,
-    time_interleaved,
-)
+from .common import autocast, machine_info, report_head, set_threads, synchronize, time_interleaved
 from .models import build, shipped_config
 from .report import write_report
 
@@ -206,13 +196,7 @@ def run(out: Path | None, quick: bool, threads: int = 2, device: str = "cpu", dt
                 print(f"  {mode}: not measured ({type(error).__name__}: {str(error)[:200]})", flush=True)
         del model
     report = {
-        "benchmark": "streams",
-        "schema": SCHEMA,
-        "command": command_line(),
-        "machine": finish_machine_info(machine),
-        "settings": dataclasses.asdict(settings),
-        "method": __doc__.split("\n\n", 1)[1].replace("\n", " ").strip(),
-        "timing_method": TIMING_METHOD,
+        **report_head("streams", SCHEMA, machine, settings, __doc__),
         "results": results,
     }
     write_report(report, out)
