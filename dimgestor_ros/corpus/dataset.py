@@ -22,7 +22,7 @@ import torch
 
 from dimgestor_ros.audio.io import load_audio
 from dimgestor_ros.errors import UserError
-from dimgestor_ros.motion.bvh import read_bvh
+from dimgestor_ros.motion.bvh import read_skeleton_bvh
 from dimgestor_ros.motion.kinematics import resample
 from dimgestor_ros.motion.skeleton import HUMANOID, Skeleton
 
@@ -54,15 +54,7 @@ def pair_files(folder: Path) -> list[tuple[str, Path, Path]]:
 
 def load_motion(path: Path, unit_scale: float, skeleton: Skeleton = HUMANOID) -> np.ndarray:
     """(F, D) poses at 30 fps; UserError naming the file when the skeleton cannot give ``skeleton``'s layout."""
-    motion = read_bvh(path)
-    if not motion.fits_pose_layout():
-        raise UserError(f"{path}: its BVH channels do not fit the pose layout (root: 3 positions + 3 rotations, "
-                        "others: 3 rotations); re-export with rotation-only channels below the root")
-    if motion.skeleton.bone_names != skeleton.bone_names:
-        missing = [b for b in skeleton.bone_names if b not in motion.skeleton.bone_names]
-        raise UserError(f"{path}: skeleton {motion.skeleton.bone_names[:3]}... ({motion.skeleton.num_bones} joints) "
-                        f"is not {skeleton.name!r} ({skeleton.num_bones} joints; missing {missing[:5]}); "
-                        "retarget it first")
+    motion = read_skeleton_bvh(path, skeleton, "retarget it first")
     if abs(motion.fps - MOTION_FPS) > 1e-3:
         motion = resample(motion, MOTION_FPS)
     return motion.to_poses(unit_scale)

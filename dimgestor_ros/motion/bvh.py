@@ -188,6 +188,21 @@ def read_bvh(path: str | Path) -> BvhMotion:
     return BvhMotion(skeleton, frame_time, values)
 
 
+
+def read_skeleton_bvh(path: str | Path, skeleton: Skeleton, fix: str) -> BvhMotion:
+    """A BVH that must be on ``skeleton`` (the same bones, pose-layout channels), for the readers that turn it into
+    that skeleton's pose vectors; otherwise a UserError naming the file, what differs and ``fix``."""
+    motion = read_bvh(path)
+    if not motion.fits_pose_layout():
+        raise UserError(f"{path}: its BVH channels do not fit the pose layout (root: 3 positions + 3 rotations, "
+                        "others: 3 rotations); re-export with rotation-only channels below the root")
+    if motion.skeleton.bone_names != skeleton.bone_names:
+        missing = [b for b in skeleton.bone_names if b not in motion.skeleton.bone_names]
+        raise UserError(f"{path}: skeleton {motion.skeleton.bone_names[:3]}... ({motion.skeleton.num_bones} joints) "
+                        f"is not {skeleton.name!r} ({skeleton.num_bones} joints; missing {missing[:5]}); {fix}")
+    return motion
+
+
 def _read_joint(tokens: _Tokens, bones: list[Bone], parent: int) -> None:
     name, name_line = tokens.next("a joint name")
     if any(bone.name == name for bone in bones):

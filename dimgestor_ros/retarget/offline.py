@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from ..motion.bvh import read_bvh
+from ..motion.bvh import read_skeleton_bvh
 from ..motion.skeleton import HUMANOID, Skeleton
 from .mapper import JointMapper
 from .robot import RobotConfig, load_robot_config
@@ -25,15 +25,8 @@ OUTPUT_SUFFIXES = (".csv", ".json")
 
 def load_source_poses(path: Path, skeleton: Skeleton = HUMANOID, unit_scale: float = 0.01) -> tuple[np.ndarray, float]:
     """(F, D) pose vectors and the frame rate of a BVH on ``skeleton`` (e.g. from `dimgestor generate`)."""
-    motion = read_bvh(path)
-    if not motion.fits_pose_layout():
-        raise UserError(f"{path}: its BVH channels do not fit the pose layout (root: 3 positions + 3 rotations, "
-                        "others: 3 rotations); re-export with rotation-only channels below the root")
-    if motion.skeleton.bone_names != skeleton.bone_names:
-        missing = [b for b in skeleton.bone_names if b not in motion.skeleton.bone_names]
-        raise UserError(f"{path}: skeleton with {motion.skeleton.num_bones} joints is not {skeleton.name!r} "
-                        f"({skeleton.num_bones} joints; missing {missing[:5]}); retargeting reads the gesture "
-                        "skeleton that `dimgestor generate` writes")
+    motion = read_skeleton_bvh(path, skeleton, "retargeting reads the gesture skeleton that `dimgestor generate` "
+                               "writes")
     return motion.to_poses(unit_scale).astype(np.float64), motion.fps
 
 
