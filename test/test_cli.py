@@ -27,7 +27,8 @@ def test_unknown_bench_target_is_refused_without_traceback():
 
 def test_bench_streaming_reports_rtf_and_latency_per_configuration_default_first(tmp_path):
     out = tmp_path / "streaming.json"
-    result = subprocess.run([DIMGESTOR, "bench", "streaming", "--minutes", "0.2", "--out", str(out)],
+    # One thread: two OpenMP threads spin against each other on a busy 2-core CI machine (5x slower seen).
+    result = subprocess.run([DIMGESTOR, "bench", "streaming", "--minutes", "0.2", "--threads", "1", "--out", str(out)],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     configurations = json.loads(out.read_text())["configurations"]
@@ -41,7 +42,7 @@ def test_bench_streaming_reports_rtf_and_latency_per_configuration_default_first
 def test_bench_streaming_reports_memory_and_timestamp_drift_for_the_chosen_configuration(tmp_path):
     out = tmp_path / "drift.json"
     result = subprocess.run([DIMGESTOR, "bench", "streaming", "--minutes", "1.1", "--configs", "default",
-                             "--out", str(out)], capture_output=True, text=True, timeout=300)
+                             "--threads", "1", "--out", str(out)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     configurations = json.loads(out.read_text())["configurations"]
     assert list(configurations) == ["default"]

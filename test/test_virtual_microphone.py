@@ -44,12 +44,13 @@ NODE_AUDIO_SECONDS = SPEECH_SECONDS + 5.0
 WRITE_CHUNK_SECONDS = 0.02  # what a sound card hands over at a time: small, and paced by the clock
 PULSE_PACKAGES = "pulseaudio pulseaudio-utils libasound2-plugins"
 # Largest frame-to-frame change the streamed motion may show, as a multiple of the largest change in offline
-# output of the same speech with the node's settings. Not 1.0: the streamed audio is not sample-identical to the
-# offline clip (lead-in silence shifts the speech against the hop grid and the initial noise, PulseAudio resamples
-# 16 kHz -> 44.1 kHz -> 16 kHz, the motion has to rise from the calm of silence), so the sampler draws a different
-# but equally smooth motion whose fastest frame may be somewhat faster: measured at most 1.13x offline over
-# lead-ins of 0-2 s in 0.1 s steps, and 1.17x through this microphone. Not much more: a seam that does not join
-# or a lost hop jumps by the motion's change over many frames, well beyond 1.5x its fastest single frame.
+# output of the same speech with the node's settings. The streamed audio is not sample-identical to the offline
+# clip: lead-in silence shifts the speech against the hop grid and the initial noise, and PulseAudio resamples
+# 16 kHz -> 44.1 kHz -> 16 kHz, so the sampler draws a different but equally smooth motion. How fast its fastest
+# frame is depends on that alignment (offline, lead-ins of 0-2 s change it by 2x with the shipped weights), so the
+# reference is the largest change over offline runs with lead-ins of 0-2 s in OFFLINE_LEAD_STEP_S steps. A seam
+# that does not join or a lost hop jumps by the motion's change over many frames, well beyond 1.5x that.
+OFFLINE_LEAD_STEP_S = 0.25
 JUMP_MARGIN = 1.5
 
 pytestmark = pytest.mark.timeout(180)
@@ -365,9 +366,14 @@ def test_speech_into_a_pulseaudio_microphone_streams_continuous_motion(virtual_m
 
     torch.set_num_threads(1)
     model = DiMGestor.load(moving_weights)
-    offline = generate_poses(speech.astype(np.float32) / 32768.0, model, _node_streaming_config(params_file))
+    config = _node_streaming_config(params_file)
+    clip = speech.astype(np.float32) / 32768.0
+    tail = np.zeros(int((NODE_AUDIO_SECONDS - SPEECH_SECONDS) * RATE), np.float32)
+    largest = [_largest_steps(generate_poses(np.concatenate([np.zeros(int(lead * RATE), np.float32), clip, tail]),
+                                             model, config))
+               for lead in np.arange(0.0, 2.0 + 1e-9, OFFLINE_LEAD_STEP_S)]
     streamed = np.array([point.positions for msg in joints for point in msg.points])
-    offline_root, offline_joint = _largest_steps(offline)
+    offline_root, offline_joint = (max(steps) for steps in zip(*largest))
     streamed_root, streamed_joint = _largest_steps(streamed)
     print(f"largest frame step: root {streamed_root:.4f} m (offline {offline_root:.4f}), "
           f"joint {streamed_joint:.4f} rad (offline {offline_joint:.4f})")
