@@ -25,7 +25,6 @@ from builtin_interfaces.msg import Duration, Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.exceptions import ParameterException
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import ColorRGBA
@@ -40,7 +39,7 @@ from ..retarget.jtc import ControllerSettings, trajectory_violations
 from ..retarget.mapper import JointMapper
 from ..retarget.robot import load_robot_config
 from ..retarget.schedule import CommandSchedule
-from .common import JOINTS_QOS, declare, parameter_descriptor, run_node
+from .common import JOINTS_QOS, declare, run_node
 
 try:  # the package's own message, built by colcon from msg/
     from dimgestor_msgs.msg import SkeletonChunk
@@ -154,14 +153,7 @@ class RetargetNode(Node):
 
     def _declare_robot(self, name: str, default, description: str, value_range=None, choices=None):
         """A parameter whose default comes from the robot config (so it is not in config/gesture.yaml)."""
-        descriptor = parameter_descriptor(description, default, value_range, choices=choices)
-        try:
-            value = self.declare_parameter(name, default, descriptor).value
-        except ParameterException as error:
-            raise UserError(f"parameter {name}: {' '.join(str(error).split())}") from None
-        if choices and value not in choices:
-            raise UserError(f"parameter {name}={value!r} is not one of {', '.join(choices)}")
-        return value
+        return declare(self, name, default, description, value_range, choices=choices)
 
     def _declare_robot_parameters(self) -> None:
         """Gains and limits, runtime-tunable; defaults from the robot config; limits never looser than the URDF."""
