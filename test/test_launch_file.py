@@ -121,7 +121,11 @@ def test_launcher_runs_the_module_behind_each_installed_executable(tmp_path):
 
 
 def test_default_params_file_matches_the_parameters_the_nodes_declare():
-    """config/gesture.yaml lists every declared parameter of each node and nothing else."""
+    """config/gesture.yaml lists every declared parameter of each node and nothing else.
+
+    Only names written as literals count: the retarget node's robot-config parameters pass through a helper
+    (their defaults come from the robot YAML, so they are not in config/gesture.yaml).
+    """
     import yaml
 
     params = yaml.safe_load((REPO / "config" / "gesture.yaml").read_text())
@@ -131,6 +135,7 @@ def test_default_params_file_matches_the_parameters_the_nodes_declare():
             call.args[1].value
             for call in ast.walk(ast.parse(source))
             if isinstance(call, ast.Call) and getattr(call.func, "id", None) == "declare"
+            and isinstance(call.args[1], ast.Constant)
         }
         assert set(params[node_name]["ros__parameters"]) == declared, node_name
 
