@@ -27,6 +27,7 @@ from .paths import default_weights_dir
 from .streaming.generator import StreamingConfig, StreamingGestureGenerator
 
 CHUNK_SECONDS = 0.5
+MAX_MINUTES = 30.0  # default cap on a clip: offline generation holds the whole clip and its motion in memory
 OFFLINE_LOOKAHEAD = 40  # frames: window 60 = 5 frames of context + a 15-frame hop + 40 frames ahead
 
 
@@ -62,7 +63,28 @@ def add_generate_parser(commands) -> None:
     parser.add_argument("--guidance", type=float, default=StreamingConfig.guidance,
                         help="classifier-free guidance scale (1: off)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--max-minutes", type=float, default=MAX_MINUTES,
+                        help=f"refuse speech longer than this (default {MAX_MINUTES:g}): offline generation holds the "
+                        "whole clip in memory and runs at about 0.2 x real time on a 2-core CPU; longer recordings "
+                        "stream through the node, or split them")
     parser.set_defaults(handler=run_generate)
+
+
+def _check_duration(path: Path, max_minutes: float) -> None:
+    """Refuse a recording longer than ``max_minutes`` before decoding it (a multi-hour file would take gigabytes
+    at its own rate and hours to generate); the header's length is enough. Unreadable files are left to
+    load_audio, which names the problem."""
+    import soundfile
+
+    try:
+        info = soundfile.info(str(path))
+    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError, OSError):
+        return
+    minutes = info.frames / max(1, info.samplerate) / 60.0
+    if minutes > max_minutes:
+        raise UserError(f"{path} holds {minutes:.1f} min of audio, more than --max-minutes {max_minutes:g}; "
+                        f"split it (e.g. 'sox {path.name} part.wav trim 0 10:00 : newfile : restart'), stream it "
+                        f"through the node (audio_source:=file), or pass --max-minutes {int(minutes) + 1}")
 
 
 def run_generate(args: argparse.Namespace) -> int:
@@ -72,6 +94,10 @@ def run_generate(args: argparse.Namespace) -> int:
         raise UserError(f"--steps must be >= 1, got {args.steps}")
     if args.preview is not None and args.preview.suffix.lower() not in PREVIEW_SUFFIXES:
         raise UserError(f"--preview {args.preview} must end in one of {', '.join(PREVIEW_SUFFIXES)}")
+    if not args.max_minutes > 0:
+        raise UserError(f"--max-minutes must be positive, got {args.max_minutes:g}")
+    if args.speech.is_file():
+        _check_duration(args.speech, args.max_minutes)
     torch.set_num_threads(args.threads)
     model = DiMGestor.load(args.weights or default_weights_dir())
     encoder = make_speech_encoder(model.config.speech_encoder)

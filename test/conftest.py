@@ -1,4 +1,5 @@
-"""Test session setup: offline model hubs, an isolated ROS 2 domain on loopback, and a topic collector."""
+"""Test session setup: offline model hubs, an isolated ROS 2 domain on loopback, a topic collector, and the
+reliability catalogue marker that docs/reliability.md is generated from."""
 
 from __future__ import annotations
 
@@ -19,6 +20,42 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # A domain of our own keeps parallel sessions on this machine from hearing each other; DDS stays on loopback.
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.Random(os.getpid()).randint(1, 100)))
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+
+
+RELIABILITY_KINDS = ("bad input", "fault", "fuzz")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--reliability-catalogue", metavar="FILE", default=None,
+                     help="write the reliability cases of the collected tests to FILE as JSON "
+                     "(scripts/reliability_catalogue.py renders them into docs/reliability.md)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "reliability(kind, case, outcome): a case of the reliability catalogue (docs/reliability.md); "
+        f"kind is one of {RELIABILITY_KINDS}, case names the bad input or fault, outcome what the test asserts.")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Check every reliability marker; with --reliability-catalogue, write one entry per collected test."""
+    entries = []
+    for item in items:
+        marker = item.get_closest_marker("reliability")
+        if marker is None:
+            continue
+        kind, case, outcome = marker.args
+        if kind not in RELIABILITY_KINDS or not case or not outcome:
+            raise pytest.UsageError(f"{item.nodeid}: reliability marker needs kind in {RELIABILITY_KINDS}, a case "
+                                    f"and an outcome, got {marker.args}")
+        callspec = getattr(item, "callspec", None)
+        entries.append({"kind": kind, "case": case, "outcome": outcome, "test": item.nodeid,
+                        "variant": callspec.id if callspec is not None else ""})
+    target = config.getoption("--reliability-catalogue")
+    if target:
+        import json
+
+        Path(target).write_text(json.dumps(entries, indent=1) + "\n", encoding="utf-8")
 
 
 class TopicCollector:

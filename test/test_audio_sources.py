@@ -65,6 +65,7 @@ def test_load_audio_at_the_model_rate_is_unchanged(tmp_path):
     np.testing.assert_array_equal(load_audio(tmp_path / "ramp.wav", SR), samples)
 
 
+@pytest.mark.reliability("bad input", "missing audio file", "UserError naming it")
 def test_missing_audio_file_is_a_user_error_naming_it(tmp_path):
     path = tmp_path / "nope.wav"
     with pytest.raises(UserError, match="not found") as error:
@@ -72,6 +73,7 @@ def test_missing_audio_file_is_a_user_error_naming_it(tmp_path):
     assert str(path) in str(error.value)
 
 
+@pytest.mark.reliability("bad input", "empty WAV (no samples)", "UserError naming it and the fix")
 def test_empty_wav_is_a_user_error_naming_it(tmp_path):
     path = tmp_path / "empty.wav"
     soundfile.write(str(path), np.zeros(0, dtype=np.float32), SR)
@@ -81,6 +83,7 @@ def test_empty_wav_is_a_user_error_naming_it(tmp_path):
     assert str(path) in str(error.value)
 
 
+@pytest.mark.reliability("bad input", "text or random data named .wav", "UserError 'cannot read FILE as audio'")
 @pytest.mark.parametrize("content", [b"hello, this is not audio\n", b"", b"RIFF\x00\x00\x00\x00WAVEjunk"])
 def test_non_audio_file_named_wav_is_a_user_error_naming_it(tmp_path, content):
     path = tmp_path / "speech.wav"
@@ -90,6 +93,7 @@ def test_non_audio_file_named_wav_is_a_user_error_naming_it(tmp_path, content):
     assert str(path) in str(error.value)
 
 
+@pytest.mark.reliability("bad input", "a directory given as the audio file", "UserError naming it")
 def test_a_directory_is_not_an_audio_file(tmp_path):
     with pytest.raises(UserError) as error:
         load_audio(tmp_path, SR)
@@ -155,6 +159,7 @@ def test_looping_file_source_wraps_around_and_keeps_counting(tmp_path):
     assert source.finished
 
 
+@pytest.mark.reliability("bad input", "file source given a broken file", "UserError")
 def test_file_source_of_a_broken_file_is_a_user_error(tmp_path):
     (tmp_path / "x.wav").write_text("not audio")
     with pytest.raises(UserError, match="x.wav"):
@@ -185,6 +190,7 @@ def test_push_source_resamples_pushed_audio_as_one_stream_and_downmixes():
     assert not source.finished
 
 
+@pytest.mark.reliability("bad input", "audio topic flooding faster than inference", "oldest chunks dropped and counted")
 def test_push_source_drops_and_counts_chunks_when_its_queue_is_full():
     source = PushSource(SR, max_queued_chunks=2)
     for value in (0.1, 0.2, 0.3):
@@ -245,6 +251,7 @@ def test_push_source_reports_its_backlog_and_drops_whole_chunks_oldest_first():
     assert source.backlog_seconds() == 0.0 and source.read(0.0) is None
 
 
+@pytest.mark.reliability("bad input", "unknown audio_source kind", "UserError listing the kinds")
 def test_unknown_source_kind_is_a_user_error():
     with pytest.raises(UserError, match="bogus"):
         resolve_source_kind("bogus")

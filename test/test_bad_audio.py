@@ -83,6 +83,11 @@ def frames_for(samples: int) -> int:
 # --- silence and clipping: valid audio, passed through -----------------------------------------------------------
 
 
+@pytest.mark.reliability(
+    "bad input",
+    "long digital silence (streamed)",
+    "finite, calm rest motion (< 5 cm or 3 degrees per frame); nothing counted as bad",
+)
 def test_digital_silence_streams_finite_rest_motion(model, encoder):
     conditioner = AudioConditioner(SR)
     poses = stream(model, encoder, pushed(*in_chunks(np.zeros(3 * SR, np.float32))), conditioner)
@@ -92,6 +97,11 @@ def test_digital_silence_streams_finite_rest_motion(model, encoder):
     assert (conditioner.non_finite_samples, conditioner.clipped_samples, conditioner.dc_offset) == (0, 0, 0.0)
 
 
+@pytest.mark.reliability(
+    "bad input",
+    "clipped speech",
+    "passed through unaltered, clipped samples counted for /diagnostics, motion streams",
+)
 def test_clipped_speech_passes_through_unchanged_and_is_counted(model, encoder, speech):
     clipped = np.clip(8.0 * speech, -1.0, 1.0)
     at_full_scale = int(np.count_nonzero(np.abs(clipped) >= 0.999))
@@ -108,6 +118,11 @@ def test_clipped_speech_passes_through_unchanged_and_is_counted(model, encoder, 
 # --- non-finite and over-range samples -----------------------------------------------------------------------------
 
 
+@pytest.mark.reliability(
+    "bad input",
+    "NaN / +inf / -inf samples in streamed audio (16 and 48 kHz)",
+    "replaced by silence before resampling, counted, the stream goes on",
+)
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 @pytest.mark.parametrize("rate", [SR, 48000])
 def test_non_finite_samples_become_silence_are_counted_and_the_stream_goes_on(model, encoder, speech, bad, rate):
@@ -124,6 +139,11 @@ def test_non_finite_samples_become_silence_are_counted_and_the_stream_goes_on(mo
     assert conditioner.non_finite_samples == 0  # the source already replaced them, before resampling
 
 
+@pytest.mark.reliability(
+    "bad input",
+    "NaN / inf samples reaching the audio conditioner",
+    "replaced and counted; the DC blocker's state stays finite",
+)
 def test_non_finite_samples_reaching_the_conditioner_are_replaced_and_counted():
     conditioner = AudioConditioner(SR)
     out = conditioner.process(np.array([0.1, np.nan, np.inf, -np.inf, 0.2], dtype=np.float32))
@@ -132,6 +152,11 @@ def test_non_finite_samples_reaching_the_conditioner_are_replaced_and_counted():
     assert np.isfinite(conditioner.process(np.full(1000, 0.3, np.float32))).all()
 
 
+@pytest.mark.reliability(
+    "bad input",
+    "stereo frames with one non-finite channel",
+    "the frame becomes silence, every bad sample counted, no RuntimeWarning",
+)
 def test_stereo_frames_with_a_non_finite_channel_become_silence_and_every_bad_sample_is_counted():
     stats = AudioStats()
     with np.errstate(invalid="raise"):  # no RuntimeWarning escapes for inf + -inf
@@ -140,6 +165,7 @@ def test_stereo_frames_with_a_non_finite_channel_become_silence_and_every_bad_sa
     assert stats.non_finite_samples == 3
 
 
+@pytest.mark.reliability("bad input", "float WAV file with NaN samples", "file source streams it; NaN samples counted")
 def test_float_wav_with_nan_samples_streams_and_counts_them(tmp_path, model, encoder, speech):
     audio = speech.copy()
     audio[::500] = np.nan
@@ -149,6 +175,12 @@ def test_float_wav_with_nan_samples_streams_and_counts_them(tmp_path, model, enc
     assert len(stream(model, encoder, source)) == frames_for(len(audio))
 
 
+@pytest.mark.reliability(
+    "bad input",
+    "float audio far beyond full scale (10, 1e20, 3e38)",
+    "limited to full scale and counted as clipped; motion streams (unlimited: NaN motion or an encoder "
+    "exception)",
+)
 @pytest.mark.parametrize("scale", [10.0, 1e20, 3e38])
 def test_over_range_floats_are_limited_to_full_scale(model, encoder, speech, scale):
     """Unbounded floats are not audio: unlimited, 1e20 gives NaN motion and 3e38 an exception in the encoder."""
@@ -162,6 +194,11 @@ def test_over_range_floats_are_limited_to_full_scale(model, encoder, speech, sca
 # --- DC offset -------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.reliability(
+    "bad input",
+    "DC offset on the microphone",
+    "removed by the DC blocker within 75 ms; features equal the clean ones",
+)
 def test_dc_offset_disturbs_the_features_and_the_conditioner_removes_it(encoder, speech):
     offset = 0.1
     clean = encoder.encode(AudioConditioner(SR).process(speech))
@@ -175,6 +212,7 @@ def test_dc_offset_disturbs_the_features_and_the_conditioner_removes_it(encoder,
     assert conditioner.dc_offset == pytest.approx(offset + speech.mean(), abs=2e-3)
 
 
+@pytest.mark.reliability("bad input", "DC offset during silence", "still read as silence (idle rest starts)")
 def test_an_offset_in_silence_still_reads_as_silence(speech):
     silence = np.full(2 * SR, 0.05, np.float32)
     raw = FrameLoudness(SR, FPS)
@@ -195,6 +233,7 @@ def test_the_dc_blocker_does_not_depend_on_chunking(speech):
         np.testing.assert_allclose(pieces, whole, atol=1e-6)
 
 
+@pytest.mark.reliability("bad input", "large DC offset (-0.3)", "motion streams; offset estimated and reported")
 def test_dc_offset_streams_finite_motion(model, encoder, speech):
     conditioner = AudioConditioner(SR)
     assert len(stream(model, encoder, pushed(*in_chunks(speech - 0.3)), conditioner)) == frames_for(len(speech))
@@ -209,6 +248,11 @@ def tone(seconds: float, rate: int, freq: float = 300.0, start: float = 0.0) -> 
     return (0.4 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
 
 
+@pytest.mark.reliability(
+    "bad input",
+    "sample rate changing between audio messages (16/48/22.05/8/44.1 kHz)",
+    "each rate resampled, tail flushed at each change, the signal stays in place",
+)
 def test_sample_rate_changes_between_pushes_lose_nothing(model, encoder):
     rates = [SR, 48000, 22050, 8000, 44100, SR]
     source = PushSource(SR, max_queued_chunks=10_000)
@@ -228,6 +272,11 @@ def test_sample_rate_changes_between_pushes_lose_nothing(model, encoder):
     assert len(stream(model, encoder, pushed((out, SR)))) == frames_for(len(out))
 
 
+@pytest.mark.reliability(
+    "bad input",
+    "channel count changing between messages (1, 2, 6 channels)",
+    "downmixed to mono; changes counted",
+)
 def test_channel_count_changes_between_pushes_are_downmixed(model, encoder):
     mono = tone(0.25, SR)
     pieces = [mono, np.stack([mono, mono], axis=1), np.tile(mono[:, None], (1, 6)), np.stack([mono, -mono], axis=1),
@@ -241,6 +290,11 @@ def test_channel_count_changes_between_pushes_are_downmixed(model, encoder):
     assert len(stream(model, encoder, pushed(*[(piece, SR) for piece in pieces]))) == frames_for(5 * len(mono))
 
 
+@pytest.mark.reliability(
+    "bad input",
+    "audio messages of any length (0 samples to 2 s)",
+    "all accepted and resampled; a 3-D array or rate 0 is a ValueError naming it",
+)
 def test_messages_of_any_length_are_accepted(model, encoder):
     lengths = [0, 1, 2, 7, 480, 4800, 1, 96000, 3]
     audio = tone(sum(lengths) / 48000, 48000)
@@ -276,6 +330,11 @@ def test_multiarray_layouts_that_describe_the_data_are_decoded(dims, offset, val
     np.testing.assert_allclose(samples_from_multiarray(values, dims, offset), np.asarray(expected, np.float32))
 
 
+@pytest.mark.reliability(
+    "bad input",
+    "Float32MultiArray audio whose layout contradicts its data",
+    "message refused with the reason (logged, counted); the node goes on",
+)
 @pytest.mark.parametrize(
     "dims, offset, values, reason",
     [
@@ -293,6 +352,11 @@ def test_multiarray_layouts_that_contradict_the_data_are_refused_with_the_reason
 # --- files that are not audio --------------------------------------------------------------------------------------
 
 
+@pytest.mark.reliability(
+    "bad input",
+    "corrupt WAV: random bytes, a PNG, a header cut short",
+    "UserError 'cannot read FILE as audio ...; convert it to WAV'",
+)
 @pytest.mark.parametrize(
     "content",
     [os.urandom(20_000), b"\x89PNG\r\n\x1a\n" + bytes(1000), b"RIFF\x24\x00\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00"],
@@ -306,6 +370,11 @@ def test_a_file_that_is_not_audio_is_a_user_error_naming_it(tmp_path, content):
     assert str(path) in str(error.value)
 
 
+@pytest.mark.reliability(
+    "bad input",
+    "MP3 data named .wav",
+    "decoded by content (libsndfile >= 1.1) or a UserError naming the file",
+)
 def test_an_mp3_named_wav_is_recognised_by_its_content(tmp_path, speech):
     """libsndfile decides the format by content, not name: an MP3 renamed .wav plays where libsndfile reads MP3
     (1.1 and later), and is a clear UserError where it does not."""
@@ -322,6 +391,7 @@ def test_an_mp3_named_wav_is_recognised_by_its_content(tmp_path, speech):
     assert np.isfinite(audio).all() and 0.5 < np.abs(audio).max() / np.abs(speech).max() < 2.0
 
 
+@pytest.mark.reliability("bad input", "truncated WAV (header says 3 s, 1 s present)", "the 1 s it holds is streamed")
 def test_a_truncated_wav_streams_the_audio_it_holds(tmp_path, model, encoder, speech):
     whole = tmp_path / "whole.wav"
     soundfile.write(str(whole), speech, SR, subtype="PCM_16")
@@ -332,6 +402,11 @@ def test_a_truncated_wav_streams_the_audio_it_holds(tmp_path, model, encoder, sp
     assert len(stream(model, encoder, source)) == frames_for(SR)
 
 
+@pytest.mark.reliability(
+    "bad input",
+    "gesture node given a file that is not audio",
+    "exit 2, one line 'error: cannot read FILE ...', no traceback",
+)
 def test_gesture_node_given_a_file_that_is_not_audio_exits_2_with_one_line(tmp_path):
     path = tmp_path / "speech.wav"
     path.write_bytes(os.urandom(20_000))
@@ -363,6 +438,11 @@ def _values(status) -> dict[str, str]:
     return {kv.key: kv.value for kv in status.values}
 
 
+@pytest.mark.reliability(
+    "bad input",
+    "bad audio on the node's audio topic (NaN, clipping, DC, stereo, bad layouts, empty, rate change)",
+    "the real node keeps publishing finite motion and counts each kind on /diagnostics",
+)
 @pytest.mark.timeout(240)
 def test_gesture_node_keeps_streaming_through_bad_audio_on_its_topic(tmp_path, collector_factory):
     """Clean, NaN/inf, clipped, DC-offset, stereo, refused (contradicting layouts), empty, 48 kHz after a

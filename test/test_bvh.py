@@ -174,12 +174,23 @@ def test_pose_vectors_written_as_bvh_read_back_to_the_same_poses(tmp_path):
     np.testing.assert_allclose(motion.to_poses(0.01), poses, atol=1e-6)
 
 
+@pytest.mark.reliability(
+    "bad input",
+    "BVH with translation channels on a non-root joint",
+    "UserError when converting to pose vectors",
+)
 def test_pose_conversion_rejects_a_translating_non_root_joint(tmp_path):
     motion = read_bvh(write_text(tmp_path, ARM))
     with pytest.raises(UserError, match="do not fit the pose layout"):
         motion.to_poses(0.01)
 
 
+@pytest.mark.reliability(
+    "bad input",
+    "malformed BVH (not BVH, no MOTION, unknown channel, truncated, extra lines, zero frames, non-numeric, "
+    "short rows, bad OFFSET, stray brace)",
+    "UserError naming the file, the line and the problem",
+)
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -197,6 +208,8 @@ def test_pose_conversion_rejects_a_translating_non_root_joint(tmp_path):
         (ARM.replace("    OFFSET 0 0 1\n", "    OFFSET 0 zero 1\n"), "line 12: an OFFSET value must be a number"),
         (ARM.replace("MOTION", "}\nMOTION"), "line 21: unexpected '}' after the root joint"),
     ],
+    ids=["not BVH", "no MOTION", "unknown channel", "truncated", "extra lines", "zero frames", "non-numeric value",
+         "short frame row", "non-numeric OFFSET", "stray brace"],
 )
 def test_malformed_files_raise_user_errors_naming_file_and_line(tmp_path, text, message):
     path = write_text(tmp_path, text)
@@ -205,6 +218,7 @@ def test_malformed_files_raise_user_errors_naming_file_and_line(tmp_path, text, 
     assert str(path) in str(caught.value)
 
 
+@pytest.mark.reliability("bad input", "missing BVH file", "UserError 'no such BVH file'")
 def test_missing_file_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="no such BVH file"):
         read_bvh(tmp_path / "nope.bvh")

@@ -19,6 +19,7 @@ def test_help_lists_the_commands():
     assert result.returncode == 0 and "bench" in result.stdout
 
 
+@pytest.mark.reliability("bad input", "unknown bench target", "non-zero exit, usage error, no traceback")
 def test_unknown_bench_target_is_refused_without_traceback():
     result = subprocess.run([DIMGESTOR, "bench", "everything"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
@@ -57,6 +58,7 @@ def test_bench_streaming_reports_memory_and_timestamp_drift_for_the_chosen_confi
     assert 0 <= figures["timestamp"]["drift_frames"] < 1
 
 
+@pytest.mark.reliability("bad input", "unknown bench configuration name", "error listing the known configurations")
 def test_bench_streaming_names_the_configurations_when_one_is_unknown():
     result = subprocess.run([DIMGESTOR, "bench", "streaming", "--minutes", "0.1", "--configs", "fastest"],
                             capture_output=True, text=True, timeout=120)
@@ -119,13 +121,19 @@ def test_generate_writes_a_bvh_covering_the_whole_clip(tmp_path):
     assert np.isfinite(motion.to_poses(0.01)).all()
 
 
+@pytest.mark.reliability(
+    "bad input",
+    "dimgestor generate with a missing WAV, a wrong output suffix, missing weights, a bad preview suffix, an "
+    "out-of-range lookahead",
+    "exit 2, one line naming the problem",
+)
 @pytest.mark.parametrize("arguments, message", [
     (["/nonexistent.wav", "-o", "x.bvh"], "audio file not found: /nonexistent.wav"),
     (["{speech}", "-o", "x.mp4"], "must end in .bvh"),
     (["{speech}", "-o", "x.bvh", "--weights", "/nonexistent"], "weights folder not found"),
     (["{speech}", "-o", "x.bvh", "--preview", "x.avi"], "--preview x.avi must end in one of .png, .gif, .mp4"),
     (["{speech}", "-o", "x.bvh", "--lookahead", "50"], "lookahead_frames (50) must be between 0 and"),
-])
+], ids=["missing wav", "output not bvh", "missing weights", "bad preview suffix", "lookahead out of range"])
 def test_generate_bad_input_is_a_one_line_error(tmp_path, arguments, message):
     import soundfile
 

@@ -116,6 +116,11 @@ def test_genea_layout_pairs_across_subfolders_and_60fps_motion_is_resampled(corp
     np.testing.assert_allclose(dataset.motions[0][:50], poses[:50], atol=2e-3)
 
 
+@pytest.mark.reliability(
+    "bad input",
+    "data folder with an unmatched pair (WAV or BVH missing)",
+    "UserError 'X.bvh: no matching X.wav' (and the reverse)",
+)
 def test_missing_partner_file_is_named(corpus, encoder, tmp_path):
     folder = copy_pair(corpus, tmp_path / "data")
     (folder / "ana_0.wav").unlink()
@@ -127,6 +132,11 @@ def test_missing_partner_file_is_named(corpus, encoder, tmp_path):
         PairedMotionDataset(folder, encoder)
 
 
+@pytest.mark.reliability(
+    "bad input",
+    "data pair whose durations differ beyond tolerance",
+    "UserError naming both files and durations",
+)
 def test_durations_that_differ_beyond_tolerance_are_refused(corpus, encoder, tmp_path):
     folder = copy_pair(corpus, tmp_path / "data")
     audio, rate = soundfile.read(folder / "ana_0.wav", dtype="float32")
@@ -137,6 +147,7 @@ def test_durations_that_differ_beyond_tolerance_are_refused(corpus, encoder, tmp
     assert len(PairedMotionDataset(folder, encoder, WINDOW, HOP)) > 0
 
 
+@pytest.mark.reliability("bad input", "data folder with an unreadable BVH", "UserError naming the BVH")
 def test_unreadable_bvh_is_named(corpus, encoder, tmp_path):
     folder = copy_pair(corpus, tmp_path / "data")
     (folder / "ana_0.bvh").write_text("HIERARCHY\nROOT Hips\n{\n")
@@ -144,6 +155,11 @@ def test_unreadable_bvh_is_named(corpus, encoder, tmp_path):
         PairedMotionDataset(folder, encoder)
 
 
+@pytest.mark.reliability(
+    "bad input",
+    "BVH with a different skeleton than the model's, or other channels",
+    "UserError naming the file and the fix (retarget)",
+)
 def test_bvh_with_another_skeleton_or_channel_layout_is_named(corpus, encoder, tmp_path):
     folder = copy_pair(corpus, tmp_path / "data")
     motion = read_bvh(folder / "ana_0.bvh")
@@ -166,6 +182,7 @@ def test_bvh_with_another_skeleton_or_channel_layout_is_named(corpus, encoder, t
         PairedMotionDataset(folder, encoder)
 
 
+@pytest.mark.reliability("bad input", "clips shorter than one training window", "skipped and listed, not an error")
 def test_clips_shorter_than_a_window_are_skipped_and_listed(corpus, encoder, tmp_path):
     folder = tmp_path / "short"
     folder.mkdir()

@@ -88,12 +88,14 @@ def test_main_without_wav_needs_no_beats_flag(folders, capsys):
     assert json.loads(out.read_text())["models"][0]["metrics"]["beat_align"] is None
 
 
+@pytest.mark.reliability("bad input", "dimgestor eval with an empty folder", "UserError naming it")
 def test_empty_generated_folder_is_a_user_error(folders, capsys):
     (folders / "empty").mkdir()
     assert main(["--reference", str(folders / "reference"), "--generated", str(folders / "empty")]) == 2
     assert "holds no .bvh files" in capsys.readouterr().err
 
 
+@pytest.mark.reliability("bad input", "dimgestor eval with clips missing from one side", "UserError naming the clips")
 def test_unmatched_stems_are_named(folders, capsys):
     (folders / "same" / "clip_b.bvh").rename(folders / "same" / "clip_c.bvh")
     assert main(["--reference", str(folders / "reference"), "--generated", str(folders / "same")]) == 2
@@ -101,6 +103,7 @@ def test_unmatched_stems_are_named(folders, capsys):
     assert "unmatched clip stems" in error and "clip_c" in error and "clip_b" in error
 
 
+@pytest.mark.reliability("bad input", "dimgestor eval given a BVH of another skeleton", "UserError naming the file")
 def test_a_bvh_of_another_skeleton_is_refused(folders, capsys):
     other = Skeleton("other", HUMANOID.bones[:-1])  # no RightFoot
     write_clip(folders / "same", "clip_b", poses_with_beats(CLIPS["clip_b"])[:, :other.num_dofs], other)

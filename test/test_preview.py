@@ -52,10 +52,15 @@ def test_loudness_is_per_motion_frame_in_dbfs():
     assert level[:29].max() == pytest.approx(-80.0) and level[31:] == pytest.approx(20 * np.log10(0.5))
 
 
+@pytest.mark.reliability(
+    "bad input",
+    "preview with an unknown suffix or a single frame",
+    "UserError naming the problem",
+)
 @pytest.mark.parametrize("name, poses, message", [
     ("p.jpg", waving(), "must end in one of .png, .gif, .mp4"),
     ("p.png", waving(1), "at least two frames"),
-])
+], ids=["jpg suffix", "one frame"])
 def test_bad_preview_requests_are_user_errors(tmp_path, name, poses, message):
     with pytest.raises(UserError, match=message):
         render_preview(poses, FPS, tmp_path / name)

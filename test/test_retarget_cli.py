@@ -83,11 +83,16 @@ def test_json_holds_the_same_columns_with_units_and_limits(tmp_path, clip):
     assert plot.stat().st_size > 10_000 and plot.read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.reliability(
+    "bad input",
+    "dimgestor retarget with an unknown robot, a wrong output or plot suffix",
+    "exit 2, one line, no output written",
+)
 @pytest.mark.parametrize("args,match", [
     (["--robot", "pepper", "-o", "OUT.csv"], "robot config not found.*generic_humanoid, nao, unitree_g1"),
     (["--robot", "nao", "-o", "OUT.txt"], "must end in .csv or .json"),
     (["--robot", "nao", "-o", "OUT.csv", "--plot", "OUT.gif"], "must end in .png"),
-])
+], ids=["unknown robot", "output not csv or json", "plot not png"])
 def test_bad_arguments_are_one_line_errors_with_exit_code_2(tmp_path, clip, capsys, args, match):
     bvh, _ = clip
     args = [a.replace("OUT", str(tmp_path / "out")) for a in args]
@@ -98,6 +103,11 @@ def test_bad_arguments_are_one_line_errors_with_exit_code_2(tmp_path, clip, caps
     assert not list(tmp_path.glob("out.*"))
 
 
+@pytest.mark.reliability(
+    "bad input",
+    "dimgestor retarget given a BVH of another skeleton",
+    "exit 2 naming the skeleton",
+)
 def test_bvh_on_another_skeleton_is_a_user_error(tmp_path, clip, capsys):
     bvh, _ = clip
     other = tmp_path / "other.bvh"

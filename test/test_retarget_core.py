@@ -119,6 +119,11 @@ limits:
     np.testing.assert_array_equal(robot.limits.acceleration, [3.0, 12.0, 12.0])
 
 
+@pytest.mark.reliability(
+    "bad input",
+    "robot config limits looser than the URDF",
+    "UserError naming joint, limit and URDF value",
+)
 @pytest.mark.parametrize("limit,urdf_value", [
     ("{lower: -0.9}", "-0.8"),  # the URDF's torso_yaw range is -0.8 .. 0.8 at 2 rad/s
     ("{upper: 2.0}", "0.8"),
@@ -130,16 +135,19 @@ def test_yaml_limits_looser_than_the_urdf_are_a_user_error(tmp_path, limit, urdf
     assert "torso_yaw" in text and urdf_value in text and "only tighten" in text
 
 
+@pytest.mark.reliability("bad input", "robot config limits that leave no range", "UserError naming the joint")
 def test_yaml_limits_that_leave_no_range_are_a_user_error(tmp_path):
     path = write_robot(tmp_path, TWO_JOINTS + "limits:\n  torso_yaw: {lower: 0.5, upper: 0.4}\n")
     user_error(path, "torso_yaw")
 
 
+@pytest.mark.reliability("bad input", "robot config limits for a joint it does not map", "UserError naming the joint")
 def test_yaml_limits_naming_an_unmapped_joint_are_a_user_error(tmp_path):
     path = write_robot(tmp_path, TWO_JOINTS + "limits:\n  r_elbow: {upper: -0.1}\n")
     user_error(path, "r_elbow")
 
 
+@pytest.mark.reliability("bad input", "robot home pose outside the limits", "UserError naming the joint")
 def test_home_outside_the_limits_is_a_user_error_and_unlisted_joints_start_inside(tmp_path):
     path = write_robot(tmp_path, TWO_JOINTS + "home: {torso_yaw: 5.0}\n")
     user_error(path, "home.torso_yaw")
@@ -147,6 +155,11 @@ def test_home_outside_the_limits_is_a_user_error_and_unlisted_joints_start_insid
     np.testing.assert_array_equal(load_robot_config(str(path)).home, [0.3, 0.0, 0.0])  # l_elbow: 0 is its upper limit
 
 
+@pytest.mark.reliability(
+    "bad input",
+    "robot config naming a joint absent from its URDF",
+    "UserError naming the joint and the fix",
+)
 def test_yaml_joint_absent_from_the_urdf_is_a_user_error_naming_it_and_the_fix(tmp_path):
     path = write_robot(tmp_path, TWO_JOINTS + "  - {name: tail_wag, bone: Head, axis: y}\n")
     text = user_error(path, "tail_wag")
@@ -169,6 +182,7 @@ URDF_TEMPLATE = """<?xml version="1.0"?>
 TINY_JOINTS = "joints:\n  - {name: good, bone: Spine1, axis: y}\n  - {name: bad, bone: Head, axis: y}\n"
 
 
+@pytest.mark.reliability("bad input", "URDF joint without limits", "UserError naming the joint")
 @pytest.mark.parametrize(
     "bad_type,bad_limit,match",
     [
@@ -193,6 +207,11 @@ def test_continuous_joint_with_velocity_limit_is_bounded_to_one_turn(tmp_path):
     np.testing.assert_allclose(robot.limits.velocity, [2.0, 3.0])
 
 
+@pytest.mark.reliability(
+    "bad input",
+    "malformed robot config (missing or wrong-typed fields)",
+    "one-line UserError naming the field",
+)
 @pytest.mark.parametrize(
     "body,match",
     [
@@ -225,6 +244,7 @@ def test_malformed_robot_config_is_a_one_line_user_error(tmp_path, body, match):
     user_error(write_robot(tmp_path, body), match)
 
 
+@pytest.mark.reliability("bad input", "robot YAML that does not parse", "UserError naming the file")
 @pytest.mark.parametrize(
     "text,match",
     [
@@ -239,6 +259,7 @@ def test_unreadable_robot_yaml_is_a_user_error(tmp_path, text, match):
     user_error(path, match)
 
 
+@pytest.mark.reliability("bad input", "unknown robot name", "UserError listing the shipped robots")
 def test_missing_robot_config_is_a_user_error_listing_the_shipped_robots():
     with pytest.raises(UserError, match="not found.*generic_humanoid, nao, unitree_g1"):
         load_robot_config("no_such_robot")
@@ -273,6 +294,11 @@ def test_chunked_stream_equals_one_call(mapper):
     np.testing.assert_allclose(chunks, whole, atol=1e-5)  # the IK stops at 1e-6 rad steps, batch by batch
 
 
+@pytest.mark.reliability(
+    "bad input",
+    "NaN in the source motion",
+    "the affected joints hold their last target; limits kept",
+)
 def test_nan_holds_the_last_target_of_the_joints_it_feeds(robot, mapper):
     mapper.reset()
     rng = np.random.default_rng(0)
@@ -319,6 +345,11 @@ def test_fade_out_ends_still_at_home(robot, mapper):
     np.testing.assert_allclose(mapper.velocity, 0.0, atol=1e-6)
 
 
+@pytest.mark.reliability(
+    "bad input",
+    "huge source motion after a reset",
+    "every command within position and velocity limits",
+)
 def test_reset_to_a_given_command_then_huge_input_stays_within_limits(robot, mapper):
     mid = (robot.limits.lower + robot.limits.upper) / 2
     mapper.reset(mid)

@@ -70,6 +70,11 @@ def gesture_node_client():
     rclpy.shutdown(context=context)
 
 
+@pytest.mark.reliability(
+    "bad input",
+    "out-of-range, wrong-type and read-only parameter updates on the running gesture node",
+    "rejected with the reason (range, type, read-only); in-range updates accepted",
+)
 @pytest.mark.parametrize(
     "name, kind, value, accepted, reason",
     [

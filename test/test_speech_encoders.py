@@ -179,6 +179,7 @@ def test_streaming_approximates_offline(encoder):
     assert difference.mean() < 0.5 * np.abs(offline).mean()
 
 
+@pytest.mark.reliability("bad input", "missing or wrong HuBERT model folder", "UserError naming the folder and the fix")
 def test_missing_and_wrong_folders(tmp_path):
     with pytest.raises(UserError, match=r"does not exist.*TencentGameMate/chinese-hubert-base.*copy the folder"):
         HubertEncoder(tmp_path / "nowhere")
@@ -198,6 +199,7 @@ def test_bad_layer(hubert_dirs):
             HubertEncoder(hubert_dirs[0], layer=layer)
 
 
+@pytest.mark.reliability("bad input", "missing ONNX speech encoder file", "UserError naming it")
 def test_onnx_missing_file(tmp_path):
     from dimgestor_ros.features.onnx_encoder import OnnxSpeechEncoder
 
@@ -249,6 +251,7 @@ def test_dimgestor_export_onnx_command_writes_a_runnable_model(hubert_dirs, tmp_
                                atol=1e-4)
 
 
+@pytest.mark.reliability("bad input", "dimgestor export-onnx of a missing folder", "exit 2, one line")
 def test_dimgestor_export_onnx_of_a_missing_folder_is_a_one_line_error(tmp_path):
     from conftest import VENV_BIN
 

@@ -103,6 +103,11 @@ def test_config_loads_yaml_with_a_nested_model_section_and_defaults_for_the_rest
     assert TrainConfig.load(json_path) == config
 
 
+@pytest.mark.reliability(
+    "bad input",
+    "training config YAML with a typo'd key (top level, model, mamba)",
+    "UserError naming the key",
+)
 @pytest.mark.parametrize("text, named", [
     ("steps: 5\nwarmpu: 10\n", "warmpu"),
     ("model:\n  d_modle: 32\n", "d_modle"),
@@ -115,6 +120,7 @@ def test_config_with_an_unknown_key_is_a_user_error_naming_it(tmp_path, text, na
         TrainConfig.load(path)
 
 
+@pytest.mark.reliability("bad input", "training config YAML with an invalid value", "UserError naming the field")
 def test_config_with_an_invalid_value_is_a_user_error(tmp_path):
     path = tmp_path / "train.yaml"
     path.write_text("batch_size: 0\n")
@@ -265,17 +271,24 @@ def test_two_gloo_processes_train_to_identical_weights_and_lower_the_loss(tmp_pa
 # --- errors and the command line ----------------------------------------------------------------------------------
 
 
+@pytest.mark.reliability("bad input", "--resume with no checkpoint", "UserError saying to start without --resume")
 def test_resume_without_a_checkpoint_is_a_user_error_saying_to_start_without_resume(tmp_path):
     with pytest.raises(UserError, match="no checkpoint.*without --resume"):
         train(ToyGestures(), tmp_path / "run", tiny_config(), resume=True)
 
 
+@pytest.mark.reliability(
+    "bad input",
+    "new training run into a folder holding checkpoints",
+    "UserError saying to pass --resume or choose another folder",
+)
 def test_a_new_run_refuses_to_mix_into_a_folder_with_checkpoints(tmp_path):
     train(ToyGestures(), tmp_path / "run", tiny_config(steps=2, val_every=0))
     with pytest.raises(UserError, match="--resume"):
         train(ToyGestures(), tmp_path / "run", tiny_config(steps=2, val_every=0))
 
 
+@pytest.mark.reliability("bad input", "resuming with another model config", "UserError")
 def test_resuming_with_another_model_config_is_a_user_error(tmp_path):
     train(ToyGestures(), tmp_path / "run", tiny_config(steps=2, val_every=0))
     other = tiny_config(steps=4, model=ModelConfig(d_model=16, n_blocks=1, n_heads=4,
@@ -284,6 +297,7 @@ def test_resuming_with_another_model_config_is_a_user_error(tmp_path):
         train(ToyGestures(), tmp_path / "run", other, resume=True)
 
 
+@pytest.mark.reliability("bad input", "dataset smaller than one batch", "UserError")
 def test_a_dataset_smaller_than_the_batch_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="fewer than batch_size"):
         train(ToyGestures(clips=3), tmp_path / "run", tiny_config())
@@ -295,6 +309,11 @@ def parse(argv: list[str], factory=toy_factory) -> argparse.Namespace:
     return parser.parse_args(["train", *argv])
 
 
+@pytest.mark.reliability(
+    "bad input",
+    "dimgestor train with a missing or empty data folder",
+    "exit 2, one line naming the folder",
+)
 def test_cli_refuses_a_missing_or_empty_data_folder(tmp_path):
     out = str(tmp_path / "run")
     with pytest.raises(UserError, match="--data folder not found"):

@@ -63,12 +63,14 @@ def test_config_json_round_trip(tmp_path):
     assert ModelConfig.load(tmp_path / "config.json") == config
 
 
+@pytest.mark.reliability("bad input", "missing weights folder", "UserError 'not found' naming the folder")
 def test_missing_folder_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="not found") as error:
         DiMGestor.load(tmp_path / "nowhere")
     assert str(tmp_path / "nowhere") in str(error.value)
 
 
+@pytest.mark.reliability("bad input", "weights folder without model.safetensors", "UserError naming the missing file")
 def test_folder_without_safetensors_is_a_user_error_naming_it(tmp_path):
     tiny_config().save(tmp_path / CONFIG_FILE)
     with pytest.raises(UserError) as error:
@@ -76,6 +78,7 @@ def test_folder_without_safetensors_is_a_user_error_naming_it(tmp_path):
     assert str(tmp_path / WEIGHTS_FILE) in str(error.value)
 
 
+@pytest.mark.reliability("bad input", "weights folder without config.json", "UserError naming the missing file")
 def test_folder_without_config_is_a_user_error_naming_it(tmp_path):
     perturbed_model().save(tmp_path)
     (tmp_path / CONFIG_FILE).unlink()
@@ -84,6 +87,11 @@ def test_folder_without_config_is_a_user_error_naming_it(tmp_path):
     assert str(tmp_path / CONFIG_FILE) in str(error.value)
 
 
+@pytest.mark.reliability(
+    "bad input",
+    "truncated weights (half, all but the tail, header bytes)",
+    "UserError naming the file",
+)
 @pytest.mark.parametrize("keep", [0.5, 0.99, 7 / 1e9])  # half, all but the tail, and a few header bytes
 def test_truncated_safetensors_is_a_user_error_naming_it(tmp_path, keep):
     perturbed_model().save(tmp_path)
@@ -95,6 +103,7 @@ def test_truncated_safetensors_is_a_user_error_naming_it(tmp_path, keep):
     assert str(weights) in str(error.value)
 
 
+@pytest.mark.reliability("bad input", "empty weights file", "UserError naming the file")
 def test_empty_safetensors_is_a_user_error_naming_it(tmp_path):
     perturbed_model().save(tmp_path)
     (tmp_path / WEIGHTS_FILE).write_bytes(b"")
@@ -103,6 +112,7 @@ def test_empty_safetensors_is_a_user_error_naming_it(tmp_path):
     assert str(tmp_path / WEIGHTS_FILE) in str(error.value)
 
 
+@pytest.mark.reliability("bad input", "config.json that does not match the tensors", "UserError naming both files")
 @pytest.mark.parametrize(
     "field,value", [("d_model", 64), ("pose_dim", 60), ("n_blocks", 2), ("backbone", "transformer")]
 )
@@ -117,6 +127,11 @@ def test_config_that_does_not_match_the_tensors_is_a_user_error_naming_both(tmp_
     assert str(tmp_path / CONFIG_FILE) in str(error.value)
 
 
+@pytest.mark.reliability(
+    "bad input",
+    ".pt (torch.save) file where safetensors is expected",
+    "UserError naming the file; never unpickled",
+)
 def test_torch_save_file_posing_as_safetensors_is_a_user_error(tmp_path):
     model = perturbed_model()
     model.save(tmp_path)
@@ -136,6 +151,11 @@ class _CreatesMarker:
         return (os.mkdir, (self.marker,))
 
 
+@pytest.mark.reliability(
+    "bad input",
+    "pickle payload that runs code, as model.safetensors",
+    "refused with a UserError; the payload never runs",
+)
 def test_pickle_payload_is_never_unpickled(tmp_path):
     # The payload really runs code when unpickled (proved on a separate marker) ...
     probe = tmp_path / "probe_marker"
@@ -164,6 +184,7 @@ def test_unknown_config_keys_are_a_user_error():
         ModelConfig.from_dict(data)
 
 
+@pytest.mark.reliability("bad input", "typo'd key in a weights config.json", "UserError naming the file and the key")
 @pytest.mark.parametrize("section", [None, "mamba", "diffusion"])
 def test_unknown_key_in_a_weights_folder_config_names_the_file_and_key(tmp_path, section):
     perturbed_model().save(tmp_path)
@@ -175,6 +196,11 @@ def test_unknown_key_in_a_weights_folder_config_names_the_file_and_key(tmp_path,
     assert str(tmp_path / CONFIG_FILE) in str(error.value) and "d_stat" in str(error.value)
 
 
+@pytest.mark.reliability(
+    "bad input",
+    "invalid config.json (not JSON, wrong type, unknown backbone or schedule)",
+    "UserError naming the file",
+)
 @pytest.mark.parametrize(
     "text", ["{not json", "[1, 2]", json.dumps({"backbone": "rnn"}), json.dumps({"diffusion": {"schedule": "x"}})]
 )
