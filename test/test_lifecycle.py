@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -30,17 +31,24 @@ def _skeleton_chunk():
     return SkeletonChunk
 
 
-def _start_node(name: str, log: Path, *params: str) -> subprocess.Popen:
-    """gesture_node as its own process, its topics under /<name>/ so no other node of this domain is heard."""
+GESTURE_NODE = ("-m", "dimgestor_ros.nodes.gesture_node")
+
+
+def start_gesture_node(name: str, log: Path, *params: str, env: dict[str, str] | None = None,
+                       program: Sequence[str] = GESTURE_NODE) -> subprocess.Popen:
+    """gesture_node as its own process, its topics under /<name>/ so no other node of this domain is heard.
+
+    ``env``: the process's environment (e.g. one pointing at a PulseAudio daemon); ``program``: the Python
+    arguments that run the node (test_faults.py runs it through a script that injects a fault into its model)."""
     remaps = [f"{topic}:=/{name}/{topic.lstrip('/')}" for topic in ("gesture_joints", "gesture_skeleton",
                                                                    "/diagnostics")]
-    command = [sys.executable, "-m", "dimgestor_ros.nodes.gesture_node", "--ros-args", "-r", f"__node:={name}"]
+    command = [sys.executable, *program, "--ros-args", "-r", f"__node:={name}"]
     for remap in remaps:
         command += ["-r", remap]
     for param in ("num_threads:=1", "sampling_steps:=2", *params):
         command += ["-p", param]
     with open(log, "w") as log_file:
-        return subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
+        return subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env)
 
 
 class Lifecycle:
@@ -99,7 +107,7 @@ def test_managed_node_publishes_only_while_active_and_releases_on_cleanup(tmp_pa
     joints, skeleton, diagnostics = (f"/{name}/{t}" for t in ("gesture_joints", "gesture_skeleton", "diagnostics"))
     collector = collector_factory({joints: JointTrajectory, skeleton: _skeleton_chunk(), diagnostics: DiagnosticArray})
     log = tmp_path / "node.log"
-    process = _start_node(name, log, "audio_source:=file", "autostart:=false", "wait_for_subscribers:=10.0")
+    process = start_gesture_node(name, log, "audio_source:=file", "autostart:=false", "wait_for_subscribers:=10.0")
     received, chunks, reports = (collector.messages[t] for t in (joints, skeleton, diagnostics))
     try:
         node = Lifecycle(collector, name, process, log)
@@ -165,6 +173,8 @@ def test_managed_node_publishes_only_while_active_and_releases_on_cleanup(tmp_pa
     ],
     ids=["nonexistent weights folder", "no such microphone"],
 )
+@pytest.mark.reliability("bad input", "configure with a missing weights folder or microphone name", "one logged "
+                         "line naming the reason, FAILURE, the process stays up for the next attempt")
 def test_configure_failure_is_one_logged_line_and_the_node_stays_alive(tmp_path, collector_factory, params, reason):
     import re
 
@@ -172,7 +182,7 @@ def test_configure_failure_is_one_logged_line_and_the_node_stays_alive(tmp_path,
     name = "failing_configure_test"
     collector = collector_factory({f"/{name}/gesture_joints": JointTrajectory})
     log = tmp_path / "node.log"
-    process = _start_node(name, log, "autostart:=false", *[p.format(missing=missing) for p in params])
+    process = start_gesture_node(name, log, "autostart:=false", *[p.format(missing=missing) for p in params])
     try:
         node = Lifecycle(collector, name, process, log)
         for _ in range(2):  # a manager may retry: each attempt fails the same way, the process lives on
@@ -200,7 +210,7 @@ def test_autostart_node_is_active_at_once_and_publishes(tmp_path, collector_fact
     joints = f"/{name}/gesture_joints"
     collector = collector_factory({joints: JointTrajectory})
     log = tmp_path / "node.log"
-    process = _start_node(name, log, "audio_source:=file", "wait_for_subscribers:=10.0")
+    process = start_gesture_node(name, log, "audio_source:=file", "wait_for_subscribers:=10.0")
     try:
         node = Lifecycle(collector, name, process, log)
         assert node.state() == "active"

@@ -86,12 +86,14 @@ def chunk_message(poses: np.ndarray, stamp_s: float) -> JointTrajectory:
     return msg
 
 
-def start_node(name: str, log: Path, *params: str) -> subprocess.Popen:
-    """retarget_node as its own process, its topics under /<name>/ so no other node of this domain is heard."""
+def start_node(name: str, log: Path, *params: str, source: str | None = None) -> subprocess.Popen:
+    """retarget_node as its own process, its topics under /<name>/ so no other node of this domain is heard;
+    ``source``: the gesture topic it subscribes to (default /<name>/gesture_joints), e.g. a gesture node's."""
     topics = {"output_topic": "joint_trajectory", "markers_topic": "markers", "skeleton_topic": "skeleton",
               "joint_states_topic": "joint_states"}
     command = [sys.executable, "-m", "dimgestor_ros.nodes.retarget_node", "--ros-args", "-r", f"__node:={name}",
-               "-r", f"gesture_joints:=/{name}/gesture_joints", "-r", f"/diagnostics:=/{name}/diagnostics"]
+               "-r", f"gesture_joints:={source or f'/{name}/gesture_joints'}", "-r",
+               f"/diagnostics:=/{name}/diagnostics"]
     for param in [f"{key}:=/{name}/{value}" for key, value in topics.items()] + [f"body_id:={name}", *params]:
         command += ["-p", param]
     with open(log, "w") as log_file:
@@ -361,6 +363,8 @@ def _double(name: str, value: float) -> Parameter:
     return Parameter(name=name, value=ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value))
 
 
+@pytest.mark.reliability("bad input", "runtime limits looser than the URDF, inconsistent limits or gains",
+                         "refused with the reason; the commands keep to the limits in force")
 def test_runtime_limits_and_gains_never_looser_than_the_urdf_and_stamp_now(tmp_path, robot, collector_factory):
     name = "rt_params"
     log = tmp_path / "node.log"
@@ -423,7 +427,9 @@ def test_runtime_limits_and_gains_never_looser_than_the_urdf_and_stamp_now(tmp_p
     (["record_bvh:=/proc/no_such_dir/x.bvh"], "record_bvh /proc/no_such_dir/x.bvh: cannot write there"),
     (["limits.head_yaw.velocity:=99.0"], "parameter limits.head_yaw.velocity"),
     (["stamp:=later"], "stamp='later' is not one of zero, now"),
-])
+], ids=["lead_time below controller_period", "unwritable record_bvh", "limit beyond the URDF", "unknown stamp"])
+@pytest.mark.reliability("bad input", "bad retarget_node start-up value", "one line naming the parameter and the "
+                         "fix, exit code 2, no traceback")
 def test_bad_start_up_values_are_one_line_errors(tmp_path, params, message):
     log = tmp_path / "node.log"
     process = start_node("rt_bad", log, *params)

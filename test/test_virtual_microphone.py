@@ -82,11 +82,82 @@ def moving_weights(tmp_path_factory) -> Path:
 
 @dataclass
 class VirtualMicrophone:
-    """A private PulseAudio daemon with a FIFO-fed capture device set as the default source."""
+    """A private PulseAudio daemon with a FIFO-fed capture device (``virtmic``) set as the default source.
+
+    ``prepare`` only makes the daemon's runtime folder and the environment that points PulseAudio clients at it,
+    so a node can be started before the daemon exists (it then finds no input device); ``start`` starts the
+    daemon and adds the source; ``remove_source`` and ``add_source`` make the device disappear and come back
+    while a node records from it; ``stop`` ends the daemon by its pid.
+    """
 
     env: dict[str, str]  # the test's environment plus what points PulseAudio clients at this daemon
     fifo: Path
     log: Path
+    runtime: Path
+    daemon: subprocess.Popen | None = None
+    module: str | None = None  # index of the loaded pipe-source module while the device exists
+
+    @classmethod
+    def prepare(cls, runtime: Path) -> VirtualMicrophone:
+        runtime.chmod(0o700)
+        env = {
+            **os.environ,
+            "XDG_RUNTIME_DIR": str(runtime),
+            "PULSE_SERVER": f"unix:{runtime}/pulse/native",
+            "PULSE_COOKIE": str(runtime / "cookie"),  # keeps clients from looking in the user's home
+        }
+        return cls(env, runtime / "mic.fifo", runtime / "pulseaudio.log", runtime)
+
+    def start(self, null_sink: bool = True) -> None:
+        """Start the daemon with only what the test needs, then add the microphone.
+
+        Native protocol (clients connect over a socket in the runtime dir; anonymous, so no shared cookie is
+        needed), and with ``null_sink`` a null sink so the daemon has an output; nothing else: no hardware probing,
+        no D-Bus, no idle suspend. Without the null sink the microphone is the daemon's only source, so removing
+        it really leaves no device: PulseAudio moves a recording stream whose source goes away to another source
+        (the null sink's monitor), and the recording application would never see the device go.
+        """
+        config = self.runtime / "pa.pa"
+        lines = ["load-module module-native-protocol-unix auth-anonymous=1"]
+        if null_sink:
+            lines.append(f"load-module module-null-sink sink_name=virtspk rate={RATE} channels=1")
+        config.write_text("\n".join(lines) + "\n")
+        daemon_env = {**self.env, "HOME": str(self.runtime), "XDG_CONFIG_HOME": str(self.runtime / "config")}
+        with open(self.log, "w") as log_file:  # the daemon's cookie stays in its runtime dir (HOME)
+            self.daemon = subprocess.Popen(
+                ["pulseaudio", "-n", "-F", str(config), "--daemonize=no", "--exit-idle-time=-1",
+                 "--log-target=stderr"],
+                env=daemon_env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        _wait_until(lambda: self.daemon.poll() is not None or self.pactl("info").returncode == 0, 15, "PulseAudio")
+        assert self.daemon.poll() is None, (f"pulseaudio exited with {self.daemon.returncode}: "
+                                            f"{self.log.read_text()[-2000:]}")
+        self.add_source()
+
+    def add_source(self) -> None:
+        """Add the FIFO-fed capture device and make it the default source (the device appears)."""
+        loaded = self.pactl("load-module", "module-pipe-source", "source_name=virtmic", f"file={self.fifo}",
+                            "format=s16le", f"rate={RATE}", "channels=1")
+        assert loaded.returncode == 0, loaded.stderr
+        self.module = loaded.stdout.strip()
+        assert self.pactl("set-default-source", "virtmic").returncode == 0
+
+    def remove_source(self) -> None:
+        """Unload the capture device, as if it were unplugged; a FifoWriter on it must be stopped first."""
+        assert self.module is not None, "no source to remove"
+        unloaded = self.pactl("unload-module", self.module)
+        assert unloaded.returncode == 0, unloaded.stderr
+        self.module = None
+
+    def stop(self) -> None:
+        if self.daemon is None:
+            return
+        self.daemon.terminate()
+        try:
+            self.daemon.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.daemon.kill()
+            self.daemon.wait()
 
     def pactl(self, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run(["pactl", *args], env=self.env, capture_output=True, text=True, timeout=10)
@@ -105,6 +176,14 @@ def _wait_until(condition, timeout: float, what: str, interval: float = 0.1) -> 
         time.sleep(interval)
 
 
+def require_pulseaudio() -> None:
+    """Skip (saying what to install) where PulseAudio's daemon or pactl is missing."""
+    missing = [tool for tool in ("pulseaudio", "pactl") if shutil.which(tool) is None]
+    if missing:
+        pytest.skip(f"{' and '.join(missing)} not installed; install the Debian packages {PULSE_PACKAGES} "
+                    "(scripts/setup_env.sh does, when run as root)")
+
+
 @pytest.fixture(scope="module")
 def virtual_microphone(tmp_path_factory) -> Iterator[VirtualMicrophone]:
     """Start PulseAudio with only what the test needs, in its own runtime dir, and stop it by pid afterwards.
@@ -112,46 +191,13 @@ def virtual_microphone(tmp_path_factory) -> Iterator[VirtualMicrophone]:
     The daemon's address goes only into ``env`` for the processes the test starts: setting it in this process
     would make every later test's ``audio_source auto`` find this microphone instead of the demo clip.
     """
-    missing = [tool for tool in ("pulseaudio", "pactl") if shutil.which(tool) is None]
-    if missing:
-        pytest.skip(f"{' and '.join(missing)} not installed; install the Debian packages {PULSE_PACKAGES} "
-                    "(scripts/setup_env.sh does, when run as root)")
-    runtime = tmp_path_factory.mktemp("pulse")
-    runtime.chmod(0o700)
-    config = runtime / "pa.pa"
-    # Native protocol (clients connect over a socket in the runtime dir; anonymous, so no shared cookie is needed),
-    # a null sink so the daemon has an output, nothing else: no hardware probing, no D-Bus, no idle suspend.
-    config.write_text("load-module module-native-protocol-unix auth-anonymous=1\n"
-                      f"load-module module-null-sink sink_name=virtspk rate={RATE} channels=1\n")
-    env = {
-        **os.environ,
-        "XDG_RUNTIME_DIR": str(runtime),
-        "PULSE_SERVER": f"unix:{runtime}/pulse/native",
-        "PULSE_COOKIE": str(runtime / "cookie"),  # keeps clients from looking in the user's home
-    }
-    daemon_env = {**env, "HOME": str(runtime), "XDG_CONFIG_HOME": str(runtime / "config")}  # its cookie stays here
-    log = runtime / "pulseaudio.log"
-    with open(log, "w") as log_file:
-        daemon = subprocess.Popen(
-            ["pulseaudio", "-n", "-F", str(config), "--daemonize=no", "--exit-idle-time=-1", "--log-target=stderr"],
-            env=daemon_env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    mic = VirtualMicrophone(env, runtime / "mic.fifo", log)
+    require_pulseaudio()
+    mic = VirtualMicrophone.prepare(tmp_path_factory.mktemp("pulse"))
     try:
-        _wait_until(lambda: daemon.poll() is not None or mic.pactl("info").returncode == 0, 15, "PulseAudio")
-        assert daemon.poll() is None, f"pulseaudio exited with {daemon.returncode}: {log.read_text()[-2000:]}"
-        loaded = mic.pactl("load-module", "module-pipe-source", "source_name=virtmic", f"file={mic.fifo}",
-                           "format=s16le", f"rate={RATE}", "channels=1")
-        assert loaded.returncode == 0, loaded.stderr
-        assert mic.pactl("set-default-source", "virtmic").returncode == 0
+        mic.start()
         yield mic
     finally:
-        daemon.terminate()
-        try:
-            daemon.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-            daemon.wait()
+        mic.stop()
 
 
 class FifoWriter(threading.Thread):
@@ -173,12 +219,13 @@ class FifoWriter(threading.Thread):
         self.samples_written = 0
         self.speech_started_at_sample: int | None = None
         self.error: BaseException | None = None
+        self.error_at: float | None = None  # monotonic time of the error
 
     def run(self) -> None:
         try:
             self._write()
         except BaseException as error:  # surfaced by the test, not lost in the thread
-            self.error = error
+            self.error, self.error_at = error, time.monotonic()
 
     def _write(self) -> None:
         # The pipe source holds the FIFO open for reading, so this open does not block; O_NONBLOCK only makes it

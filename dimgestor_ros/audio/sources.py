@@ -5,7 +5,9 @@ streaming generator can stamp motion by audio time rather than by when inference
 
 Live sources also say how much captured audio waits to be read (``backlog_seconds``) and can drop the oldest of
 it (``drop_oldest``), so a consumer that falls behind bounds its delay instead of queueing without end; ``pause``
-stops capturing (a managed node's deactivation) and ``start`` resumes.
+stops capturing (a managed node's deactivation) and ``start`` resumes. A microphone also says when it has stopped
+delivering audio (``MicSource.stalled``: unplugged, its PulseAudio source removed) and can be opened again once it
+is back (``MicSource.reopen``).
 """
 
 from __future__ import annotations
@@ -281,6 +283,18 @@ def _import_sounddevice():
     return sounddevice
 
 
+def _refresh_device_list(sounddevice) -> None:
+    """Make PortAudio list the devices there are now.
+
+    PortAudio reads its device list once, when it is initialised (at ``import sounddevice``), so a microphone
+    plugged in (or a PulseAudio server started) later is not seen, and one unplugged is still listed.
+    Re-initialising is the way sounddevice's maintainers give to rescan (spatialaudio/python-sounddevice#125); it
+    also ends every stream PortAudio has open, so it is only called when this process has none open.
+    """
+    sounddevice._terminate()
+    sounddevice._initialize()
+
+
 def has_input_device() -> bool:
     """True when PortAudio is installed and lists a default input device (used by audio_source 'auto')."""
     try:
@@ -295,13 +309,38 @@ def has_input_device() -> bool:
 
 
 class MicSource:
-    """A live microphone opened at the device's own rate and channel count, downmixed and resampled."""
+    """A live microphone opened at the device's own rate and channel count, downmixed and resampled.
+
+    A device can go away while it is recording (unplugged; its PulseAudio source removed): PortAudio then ends
+    the stream or simply stops calling back. ``stalled`` tells, and ``reopen`` opens the device again once it is
+    back (raising UserError while it is not), so a consumer can hold its output meanwhile and resume after.
+    """
 
     def __init__(self, sample_rate: int, device: str | int | None = None, block_seconds: float = 0.05) -> None:
         self.sample_rate = sample_rate
-        sounddevice = _import_sounddevice()
+        self.device = device if device not in ("", None) else None
+        self.block_seconds = block_seconds
+        self._sounddevice = _import_sounddevice()
+        self._queue: queue.Queue[np.ndarray] = queue.Queue(maxsize=512)
+        self._position = 0
+        self.overflows = 0
+        self.stats = AudioStats()
+        self._stream = None
+        self._capturing = False  # between start() and pause()/close(): the device should be delivering
+        self._last_block = time.monotonic()  # when the device last delivered a block (PortAudio thread)
         try:
-            info = sounddevice.query_devices(device if device not in ("", None) else None, kind="input")
+            self._open()
+        except UserError:
+            # The list PortAudio read at import may be stale (a device plugged in, or a PulseAudio server started,
+            # since): look again before giving up. Nothing of this process is recording yet.
+            _refresh_device_list(self._sounddevice)
+            self._open()
+
+    def _open(self) -> None:
+        """Query the device and open a capture stream on it (not started); UserError naming the fix if impossible."""
+        sounddevice = self._sounddevice
+        try:
+            info = sounddevice.query_devices(self.device, kind="input")
         except (ValueError, sounddevice.PortAudioError) as error:
             raise UserError(
                 f"no audio input device found ({error}); connect a microphone, pick one with the "
@@ -310,29 +349,33 @@ class MicSource:
         self.device_name = info["name"]
         self.device_rate = int(info["default_samplerate"])
         self.channels = max(1, min(2, int(info["max_input_channels"])))
-        self.block_frames = max(1, int(block_seconds * self.device_rate))  # device frames per callback
-        self._queue: queue.Queue[np.ndarray] = queue.Queue(maxsize=512)
-        self._position = 0
-        self.overflows = 0
-        self.stats = AudioStats()
+        self.block_frames = max(1, int(self.block_seconds * self.device_rate))  # device frames per callback
         # One resampler for the whole stream, not one call per block: resampling each 50 ms block on its own
         # treats the block's edges as silence, which put a click into the model's audio 20 times a second
         # (peaks of 0.12 full scale, 10x those of resampling the whole signal, measured through PulseAudio at 44.1 kHz).
+        # A reopened device starts a new one: the audio before the gap is not continued anyway.
         self._resampler = None
-        if self.device_rate != sample_rate:
+        if self.device_rate != self.sample_rate:
             import soxr
 
-            self._resampler = soxr.ResampleStream(self.device_rate, sample_rate, 1, dtype="float32")
-        self._stream = sounddevice.InputStream(
-            device=device if device not in ("", None) else None,
-            samplerate=self.device_rate,
-            channels=self.channels,
-            dtype="float32",
-            blocksize=self.block_frames,
-            callback=self._on_audio,
-        )
+            self._resampler = soxr.ResampleStream(self.device_rate, self.sample_rate, 1, dtype="float32")
+        try:
+            self._stream = sounddevice.InputStream(
+                device=self.device,
+                samplerate=self.device_rate,
+                channels=self.channels,
+                dtype="float32",
+                blocksize=self.block_frames,
+                callback=self._on_audio,
+            )
+        except sounddevice.PortAudioError as error:  # listed, but it cannot be opened (gone, or busy)
+            raise UserError(
+                f"cannot open the audio input device '{self.device_name}' ({error}); check that it is connected "
+                "and not in exclusive use, pick another with the 'mic_device' parameter, or use audio_source:=file"
+            ) from None
 
     def _on_audio(self, indata, frames, time_info, status) -> None:  # PortAudio thread
+        self._last_block = time.monotonic()
         if status.input_overflow:
             self.overflows += 1
         try:
@@ -341,15 +384,40 @@ class MicSource:
             self.overflows += 1
 
     def start(self) -> None:
-        """Start capturing, or resume after ``pause`` (PortAudio restarts a stopped stream)."""
-        if not self._stream.active:
+        """Start capturing, or resume after ``pause`` (PortAudio restarts a stopped stream). Without a stream (the
+        device was lost and is not back yet) it only marks the source as capturing: ``stalled`` then says so."""
+        self._capturing = True
+        self._last_block = time.monotonic()
+        if self._stream is not None and not self._stream.active:
             self._stream.start()
 
     def pause(self) -> None:
         """Stop capturing (abort: see close) and discard the blocks not read yet; the device stays open."""
-        if self._stream.active:
+        self._capturing = False
+        if self._stream is not None and self._stream.active:
             self._stream.abort()
         self.drop_oldest(0.0)
+
+    def stalled(self, timeout: float) -> bool:
+        """True while capturing if the device is gone: its stream ended (PortAudio ends a stream whose device
+        failed), there is none (a reopen failed), or no block arrived for ``timeout`` seconds (a working device
+        delivers one every ``block_seconds``, silence included)."""
+        if not self._capturing:
+            return False
+        if self._stream is None or not self._stream.active:
+            return True
+        return time.monotonic() - self._last_block > timeout
+
+    def reopen(self) -> None:
+        """Open the device again after it was lost, and resume capturing if it was: close the dead stream, rescan
+        PortAudio's devices and open the same device (the default one, or ``device``) at its rate now. Raises
+        UserError while it is still missing, and can simply be called again later."""
+        self._close_stream()
+        _refresh_device_list(self._sounddevice)
+        self._open()
+        if self._capturing:
+            self._last_block = time.monotonic()
+            self._stream.start()
 
     @property
     def finished(self) -> bool:
@@ -386,12 +454,22 @@ class MicSource:
         self._position += len(samples)
         return chunk
 
-    def close(self) -> None:
+    def _close_stream(self) -> None:
         # abort, not stop: stop() waits for PortAudio's capture thread, which blocks for as long as the device
         # delivers nothing (a PulseAudio source whose writer went away, a suspended or unplugged device), and
         # close() then never returned; a capture stream holds nothing that stopping gracefully would save.
-        self._stream.abort()
-        self._stream.close()
+        stream, self._stream = self._stream, None
+        if stream is None:
+            return
+        try:
+            stream.abort()
+            stream.close()
+        except self._sounddevice.PortAudioError:  # a stream whose device failed may refuse; it is gone either way
+            pass
+
+    def close(self) -> None:
+        self._capturing = False
+        self._close_stream()
 
 
 def resolve_source_kind(kind: str) -> str:

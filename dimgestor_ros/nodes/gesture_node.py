@@ -15,6 +15,11 @@ the ROS 2 lifecycle (managed node):
 With ``autostart`` (the default) the node configures and activates itself, so it runs as a plain program does:
 a configure failure is then its one-line error and exit code 2. The end of the audio (a file's end, or
 ``duration``) also ends the process, as the launchers expect.
+
+Faults never stop the stream or make the motion jump: a microphone that stops delivering audio (unplugged, its
+PulseAudio source removed) is reopened every REOPEN_INTERVAL_S while silence stands in for its audio in held
+windows (the motion holds and fades to rest, every frame still published with its audio-time stamp); a window
+the model samples as NaN or inf is replaced by the same hold (streaming/overload.py). Both are on /diagnostics.
 """
 
 from __future__ import annotations
@@ -60,6 +65,10 @@ except ImportError:  # pragma: no cover - only when msg/ was not built
 
 WORKER_STOP_TIMEOUT_S = 60.0  # a transition waits this long for the window being sampled (slow settings)
 EXIT_STOP_TIMEOUT_S = 5.0  # the process exit waits less: the launcher kills what is still there after 10 s
+# A microphone delivers a block every 50 ms, silence included: one that delivers nothing for this long is lost.
+DEVICE_TIMEOUT_S = 1.0
+REOPEN_INTERVAL_S = 1.0  # while the microphone is lost, try to open it again this often
+FILL_MIN_S = 0.05  # while it is lost, silence is streamed in pieces of at least this much audio
 
 
 def _one_line(error: BaseException) -> str:
@@ -184,6 +193,14 @@ class GestureNode(LifecycleNode):
         self._started = False  # the stream has started once (stamps anchored)
         self._active = False
         self._logged_overload = OverloadState.OK
+        self.guard: OverloadGuard | None = None
+        self._logged_non_finite = False
+        self._reported_non_finite = 0
+        self._reported_overruns = 0
+        self.device_state = ""  # microphone: "ok" or "lost"; other sources: ""
+        self.device_losses = 0
+        self.device_reopens = 0
+        self._next_reopen = 0.0
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
 
@@ -213,8 +230,8 @@ class GestureNode(LifecycleNode):
         encoder = make_speech_encoder(model.config.speech_encoder)
         self.fps = model.config.motion_fps
         self.policy = OverloadPolicy(self.overload_config, hop_seconds=self.stream_config.hop_frames / self.fps)
-        guard = OverloadGuard(model, self.policy, backlog=self._backlog_seconds)
-        self.generator = StreamingGestureGenerator(guard, encoder, self.stream_config)
+        self.guard = OverloadGuard(model, self.policy, backlog=self._backlog_seconds)
+        self.generator = StreamingGestureGenerator(self.guard, encoder, self.stream_config)
         if self.style_file:
             self.generator.set_style(self.generator.style_of(load_audio(self.style_file, encoder.sample_rate)))
         if model.config.pose_dim != self.skeleton.num_dofs:
@@ -222,6 +239,7 @@ class GestureNode(LifecycleNode):
                             f"{self.skeleton.num_dofs}; use weights trained for the dimgestor humanoid")
         self.conditioner = AudioConditioner(encoder.sample_rate)
         self.source = self._open_source(encoder.sample_rate)
+        self.device_state = "ok" if isinstance(self.source, MicSource) else ""
         # Real time only binds a live stream: a file streamed as fast as possible is never behind.
         live = not (isinstance(self.source, FileSource) and not self.source.realtime)
         self.overload_config.enabled = self.overload_policy and live
@@ -399,6 +417,7 @@ class GestureNode(LifecycleNode):
                 self._drop_backlog(limit)
                 chunk = self.source.read(timeout=0.1)
                 if chunk is None:
+                    self._watch_device(limit)
                     continue
                 samples = self.conditioner.process(chunk.samples)  # no NaN, inf or DC offset reaches the encoder
                 samples = samples if limit is None else samples[: max(0, limit - self._received)]
@@ -414,9 +433,54 @@ class GestureNode(LifecycleNode):
             time.sleep(0.5)  # let reliable publishers deliver the last messages before the process exits
             self.finished = True
         except Exception as error:  # the node reports and ends with a failure code rather than hanging
+            if not self.context.ok():  # a signal shut ROS down under a publish: the process is ending cleanly
+                return
             self.get_logger().error(f"streaming failed: {error!r}")
             self.exit_code = 1
             self.finished = True
+
+    def _watch_device(self, limit: int | None) -> None:
+        """A microphone that stopped delivering audio: hold the motion and fade it to rest, and reopen the device.
+
+        While it is lost, silence stands in for its audio at the audio clock's pace, in held windows (the guard's
+        ``hold``: no sampling), so the node keeps publishing every frame with its audio-time stamp and the motion
+        settles at rest without a jump; every REOPEN_INTERVAL_S the device is opened again, and once it is back
+        the motion fades back in from the held pose as after an overload skip. Called when a read found no audio.
+        """
+        source = self.source
+        if not isinstance(source, MicSource):
+            return
+        now = time.monotonic()
+        if self.device_state != "lost":
+            if not source.stalled(DEVICE_TIMEOUT_S):
+                return
+            self.device_state = "lost"
+            self.device_losses += 1
+            self.guard.hold = True
+            self._next_reopen = now + REOPEN_INTERVAL_S
+            self.get_logger().warning(
+                f"the audio input device '{source.device_name}' stopped delivering audio: holding the motion and "
+                f"fading it to rest; trying to open it again every {REOPEN_INTERVAL_S:g} s")
+        sample_rate = source.sample_rate
+        due = int((now - self._start_monotonic) * sample_rate) - self._received  # audio the device owes by now
+        if limit is not None:
+            due = min(due, limit - self._received)
+        if due >= FILL_MIN_S * sample_rate:
+            self._received += due
+            self._generate(np.zeros(due, np.float32), flush=False)
+        if now < self._next_reopen:
+            return
+        self._next_reopen = now + REOPEN_INTERVAL_S
+        try:
+            source.reopen()
+        except UserError as error:
+            self.get_logger().info(f"audio input device still missing: {error}", throttle_duration_sec=10.0)
+            return
+        self.device_state = "ok"
+        self.device_reopens += 1
+        self.guard.hold = False
+        self.get_logger().info(f"the audio input device '{source.device_name}' is back at {source.device_rate} Hz: "
+                               "streaming again, fading the motion back in")
 
     def _drop_backlog(self, limit: int | None) -> None:
         """Overload: drop the oldest waiting audio beyond max_backlog and stream silence in its place, in
@@ -450,6 +514,21 @@ class GestureNode(LifecycleNode):
         for hop in hops:
             self._publish(hop)
         self._log_overload_change()
+        self._log_non_finite_change()
+
+    def _log_non_finite_change(self) -> None:
+        """One line when the model's output turns non-finite, and one when it is finite again."""
+        guard = self.guard
+        if guard.non_finite == self._logged_non_finite:
+            return
+        self._logged_non_finite = guard.non_finite
+        if guard.non_finite:
+            self.get_logger().warning(
+                f"the model's output is not finite (NaN or inf; {guard.non_finite_windows} window(s) so far): "
+                "holding the motion and fading it to rest until it is", throttle_duration_sec=5.0)
+        else:
+            self.get_logger().info("the model's output is finite again: fading the motion back in",
+                                   throttle_duration_sec=5.0)
 
     def _log_overload_change(self) -> None:
         """One line when the overload state changes (throttled: a stream at its limit may alternate)."""
@@ -527,13 +606,30 @@ class GestureNode(LifecycleNode):
                if count > self._reported_problems.get(name, 0)}
         self._reported_problems = problems
         overloaded = policy.state is not OverloadState.OK
-        # WARN while overruns exist, while degraded, or while bad audio arrived in the last period.
-        status.level = DiagnosticStatus.OK if s.overruns == 0 and not new and not overloaded else DiagnosticStatus.WARN
+        guard = self.guard
+        new_non_finite = guard.non_finite_windows - self._reported_non_finite
+        self._reported_non_finite = guard.non_finite_windows
+        non_finite = guard.non_finite or new_non_finite > 0
+        lost = self.device_state == "lost"
+        new_overruns = s.overruns - self._reported_overruns
+        self._reported_overruns = s.overruns
+        # WARN while degraded or the microphone is lost, and for a period in which a hop was late (an overrun), bad
+        # audio arrived or the model's output was not finite. Overruns count for the period they happened in, not
+        # for ever: one late hop (say the first, while the model warms up) must not leave the node WARN all day.
+        healthy = not new_overruns and not new and not overloaded and not non_finite and not lost
+        status.level = DiagnosticStatus.OK if healthy else DiagnosticStatus.WARN
         status.message = "finished" if self.finished else "streaming" if self._active else self.lifecycle_state
         if policy.state is OverloadState.DEGRADED_STEPS:
             status.message += f"; overloaded: {policy.steps} of {self.stream_config.steps} sampling steps"
         elif policy.state is OverloadState.SKIPPING:
             status.message += "; overloaded: skipping windows (holding and fading to rest)"
+        if new_overruns:
+            status.message += f"; {new_overruns} hop(s) published late in the last second"
+        if lost:
+            status.message += "; audio input device lost: holding and fading to rest, reopening it"
+        if non_finite:
+            status.message += (f"; model output not finite ({guard.non_finite_windows} windows so far): holding and "
+                               "fading to rest")
         if new:
             summary = ", ".join(f"{count} {name}" for name, count in new.items())
             status.message += f"; bad audio in the last second: {summary}"
@@ -555,6 +651,11 @@ class GestureNode(LifecycleNode):
             KeyValue(key="hops_degraded", value=str(policy.hops_degraded)),
             KeyValue(key="hops_skipped", value=str(policy.hops_skipped)),
             KeyValue(key="audio_dropped_s", value=f"{policy.audio_dropped_s:.2f}"),
+            KeyValue(key="audio_device", value=self.device_state or "n/a"),
+            KeyValue(key="audio_device_losses", value=str(self.device_losses)),
+            KeyValue(key="audio_device_reopens", value=str(self.device_reopens)),
+            KeyValue(key="model_non_finite_windows", value=str(guard.non_finite_windows)),
+            KeyValue(key="hops_held", value=str(guard.hops_held + guard.non_finite_windows)),
         ]
         self._send_diagnostics(status)
 

@@ -25,6 +25,11 @@ The decisions (``OverloadPolicy``) and the fade (``hold_and_fade``) are plain Py
 ROS or a model. ``OverloadGuard`` applies them: it stands in for the model the ``StreamingGestureGenerator`` samples,
 so a skipped window passes through the generator's own bookkeeping, smoothing and seam blending exactly like a
 sampled one, and the generator needs no change.
+
+The same hold, fade and fade back in also answer two faults that are not overload: a window whose sampled motion
+is not finite (NaN or inf from inside the model) is replaced by the hold, so nothing non-finite is ever published
+and the motion settles at rest until the model gives finite output again; and while the node's audio device is
+lost it sets ``hold``, so its silent windows hold and fade without being sampled.
 """
 
 from __future__ import annotations
@@ -223,6 +228,11 @@ class OverloadGuard:
     after a skip its new frames are cross-faded from the held continuation (``fade_in_weights``). ``backlog``
     says how much audio is waiting (seconds); set ``force_skip`` while pushing silence that stands in for
     dropped audio.
+
+    Faults: while ``hold`` is set (the node's audio device is lost) every window is held like a skipped one but
+    without asking the policy, so it is not counted as overload (``hops_held``); a sampled window with a NaN or
+    infinite value is replaced by the hold (``non_finite_windows``; ``non_finite`` tells
+    whether the latest sampled window was), and the next finite windows fade back in as after a skip.
     """
 
     def __init__(
@@ -236,6 +246,10 @@ class OverloadGuard:
         self.policy = policy
         self.backlog = backlog
         self.force_skip = False
+        self.hold = False  # set while the audio input is lost: hold and fade every window, sample none
+        self.hops_held = 0  # windows held for ``hold``
+        self.non_finite_windows = 0  # sampled windows whose new frames were not finite, replaced by the hold
+        self.non_finite = False  # the latest sampled window was not finite
         self._clock = clock
         self._held: float | None = None  # while fading back in: the part of the gap to the samples still held
 
@@ -260,19 +274,32 @@ class OverloadGuard:
         """Normalised window (1, L, pose_dim), like the model's ``sample``; see the class docstring."""
         import torch
 
-        plan = self.policy.plan(self.backlog(), steps, self.force_skip)
         length = local.shape[1]
         count = int(known_mask[0, :, 0].sum()) if known_mask is not None else 0
         history = known[0, :count].numpy() if count else np.zeros((0, self._model.config.pose_dim), np.float32)
         fps = self._model.config.motion_fps
         fade_frames = self.policy.config.fade_time_s * fps
-        if plan.skip:
+
+        def held() -> torch.Tensor:
+            """The published frames, then their hold-and-fade; what follows fades back in from it."""
             self._held = 1.0
             faded = torch.from_numpy(hold_and_fade(history, length - count, fade_frames))
             return torch.cat([torch.from_numpy(history.astype(np.float32)), faded])[None]
+
+        if self.hold:
+            self.hops_held += 1
+            return held()
+        plan = self.policy.plan(self.backlog(), steps, self.force_skip)
+        if plan.skip:
+            return held()
         started = self._clock()
         window = self._model.sample(local, style, steps=plan.steps, known=known, known_mask=known_mask, **kwargs)
         self.policy.record_sampled(self._clock() - started, plan.steps)
+        # The whole window: the generator smooths the new frames with the window's copy of the published ones.
+        self.non_finite = not bool(torch.isfinite(window).all())
+        if self.non_finite:
+            self.non_finite_windows += 1
+            return held()
         if self._held is not None:
             hop = round(self.policy.hop_seconds * fps)  # frames published per window (the lookahead is not)
             weights = fade_in_weights(length - count, fade_frames)
