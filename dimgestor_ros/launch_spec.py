@@ -6,6 +6,7 @@ drift apart: both turn the same arguments into the same nodes, parameters files 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,28 +55,44 @@ class NodeSpec:
         return f"{PACKAGE}.nodes.{self.name}"
 
 
+def _shown(value: str) -> str:
+    """An argument's value as typed, or repr() of it when it holds a newline or other unprintable character, so
+    that the error stays one line."""
+    return value if value.isprintable() else repr(value)
+
+
+def _is_file(path: Path) -> bool:
+    """Path.is_file(), False rather than OSError for a name the OS refuses (longer than 255 bytes, say)."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
 def resolve_arguments(given: dict[str, str]) -> dict[str, str]:
     """Check launch arguments and fill in defaults; UserError names the bad one and the valid choices."""
     known = {argument.name: argument for argument in LAUNCH_ARGUMENTS}
     unknown = sorted(set(given) - set(known))
     if unknown:
-        raise UserError(f"unknown launch argument(s) {', '.join(unknown)}; known: {', '.join(known)}")
+        raise UserError(f"unknown launch argument(s) {', '.join(map(_shown, unknown))}; known: {', '.join(known)}")
     values = {name: given.get(name, argument.default) for name, argument in known.items()}
     for name, argument in known.items():
         if argument.choices and values[name] not in argument.choices:
-            raise UserError(f"{name}:={values[name]} is not one of {', '.join(argument.choices)}")
+            raise UserError(f"{name}:={_shown(values[name])} is not one of {', '.join(argument.choices)}")
     try:
-        if float(values["duration"]) < 0:
-            raise ValueError
+        duration = float(values["duration"])
     except ValueError:
-        raise UserError(f"duration:={values['duration']} must be a number of seconds >= 0") from None
+        duration = math.nan
+    if not (duration >= 0 and math.isfinite(duration)):  # nan, inf and 1e999 parse as floats
+        raise UserError(f"duration:={_shown(values['duration'])} must be a finite number of seconds >= 0")
     params = Path(values["params_file"]) if values["params_file"] else default_params_file()
-    if not params.is_file():
-        raise UserError(f"params_file {params} does not exist; give an existing YAML or leave it empty")
+    if not _is_file(params):
+        raise UserError(f"params_file {_shown(str(params))} does not exist; give an existing YAML or leave it empty")
     values["params_file"] = str(params)
     robot = values["robot"]
-    if robot != "none" and not robot_config_file(robot).is_file():
-        raise UserError(f"robot {robot!r}: no config at {robot_config_file(robot)}; use a name under config/robots/ or none")
+    if robot != "none" and not _is_file(robot_config_file(robot)):
+        raise UserError(f"robot {robot!r}: no config at {_shown(str(robot_config_file(robot)))}; use a name under "
+                        "config/robots/ or none")
     return values
 
 

@@ -11,6 +11,7 @@ metres) used by the model, when the channels fit that layout.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,13 @@ from dimgestor_ros.motion.skeleton import POSITION_CHANNELS, ROTATION_CHANNELS, 
 
 _CHANNEL_BY_LOWER = {name.lower(): name for name in POSITION_CHANNELS + ROTATION_CHANNELS}
 _TOKEN = re.compile(r"[{}]|[^\s{}]+")
+# Counts (channels per joint, frames) are ASCII digits: str.isdigit() also accepts '²' and other digits int()
+# refuses, and int() refuses more than 4300 digits. 18 digits is more than any file can hold.
+_COUNT = re.compile(r"[0-9]{1,18}")
+# Joints nested deeper than this are a corrupt hierarchy (hips to a fingertip is a few tens of joints in any
+# capture skeleton); the parser and bvh_hierarchy recurse once per level, so without a bound such a file would end
+# in a RecursionError instead of an error naming the file.
+MAX_JOINT_DEPTH = 256
 
 
 @dataclass(frozen=True)
@@ -149,9 +157,12 @@ class _Tokens:
     def number(self, what: str) -> float:
         token, line = self.next(what)
         try:
-            return float(token)
+            value = float(token)
         except ValueError:
             raise self.error(f"{what} must be a number, found {token!r}; fix or re-export the file", line) from None
+        if not math.isfinite(value):  # 'nan', 'inf' and '1e999' parse as floats; an offset must be a distance
+            raise self.error(f"{what} must be a finite number, found {token!r}; fix or re-export the file", line)
+        return value
 
     def offset(self) -> tuple[float, float, float]:
         self.expect("OFFSET")
@@ -178,7 +189,7 @@ def read_bvh(path: str | Path) -> BvhMotion:
     tokens.expect("HIERARCHY")
     bones: list[Bone] = []
     tokens.expect("ROOT")
-    _read_joint(tokens, bones, parent=-1)
+    _read_joint(tokens, bones, parent=-1, depth=0)
     if tokens.position < len(tokens.items):
         token, line = tokens.items[tokens.position]
         raise tokens.error(
@@ -203,8 +214,11 @@ def read_skeleton_bvh(path: str | Path, skeleton: Skeleton, fix: str) -> BvhMoti
     return motion
 
 
-def _read_joint(tokens: _Tokens, bones: list[Bone], parent: int) -> None:
+def _read_joint(tokens: _Tokens, bones: list[Bone], parent: int, depth: int) -> None:
     name, name_line = tokens.next("a joint name")
+    if depth > MAX_JOINT_DEPTH:
+        raise tokens.error(f"joint {name!r} is nested more than {MAX_JOINT_DEPTH} joints deep; the hierarchy is "
+                           "corrupt (a missing '}'?), re-export the file", name_line)
     if any(bone.name == name for bone in bones):
         raise tokens.error(f"joint name {name!r} appears twice; give each joint a unique name", name_line)
     tokens.expect("{")
@@ -213,7 +227,7 @@ def _read_joint(tokens: _Tokens, bones: list[Bone], parent: int) -> None:
     token, token_line = tokens.next("CHANNELS, JOINT, End Site or }")
     if token.upper() == "CHANNELS":
         count_token, count_line = tokens.next("the channel count")
-        if not count_token.isdigit():
+        if not _COUNT.fullmatch(count_token):
             raise tokens.error(f"channel count must be a whole number, found {count_token!r}", count_line)
         names = []
         for _ in range(int(count_token)):
@@ -234,7 +248,7 @@ def _read_joint(tokens: _Tokens, bones: list[Bone], parent: int) -> None:
     end_site = None
     while token != "}":
         if token.upper() == "JOINT":
-            _read_joint(tokens, bones, parent=index)
+            _read_joint(tokens, bones, parent=index, depth=depth + 1)
         elif token.upper() == "END":
             tokens.expect("Site")
             tokens.expect("{")
@@ -261,7 +275,7 @@ def _read_motion(path: Path, lines: list[str], motion_line: int, num_channels: i
         header[key] = (number, value.strip())
     frames_line, frames_text = header["frames"]
     time_line, time_text = header["frame time"]
-    if not frames_text.isdigit():
+    if not _COUNT.fullmatch(frames_text):
         raise UserError(f"{path}, line {frames_line}: frame count must be a whole number, found {frames_text!r}")
     num_frames = int(frames_text)
     if num_frames == 0:
@@ -270,8 +284,9 @@ def _read_motion(path: Path, lines: list[str], motion_line: int, num_channels: i
         frame_time = float(time_text)
     except ValueError:
         raise UserError(f"{path}, line {time_line}: frame time must be a number, found {time_text!r}") from None
-    if not frame_time > 0:
-        raise UserError(f"{path}, line {time_line}: frame time must be positive seconds, found {time_text!r}")
+    if not (frame_time > 0 and math.isfinite(frame_time) and math.isfinite(1.0 / frame_time)):
+        # inf would make the frame rate 0, and a subnormal time like 1e-320 makes it inf
+        raise UserError(f"{path}, line {time_line}: frame time must be positive, finite seconds, found {time_text!r}")
     frame_lines = rest[2:]
     if len(frame_lines) != num_frames:
         state = "is truncated" if len(frame_lines) < num_frames else "has extra lines"

@@ -23,6 +23,7 @@ import numpy as np
 import yaml
 
 from ..errors import UserError
+from ..model.config import quoted  # values quoted in messages are cut short (a YAML alias chain's repr is huge)
 from ..motion.skeleton import HUMANOID, Skeleton
 from ..paths import robot_config_file
 from .filters import FadeConfig, SmoothingConfig
@@ -109,11 +110,16 @@ class RobotConfig:
 
 def _read_yaml(path: Path) -> dict:
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UserError(f"robot config not found: {path} (robots ship in config/robots/: "
                         f"{', '.join(shipped_robots()) or 'none'}; or give a YAML path)") from None
-    except yaml.YAMLError as error:
+    except UnicodeDecodeError:
+        raise UserError(f"robot config {path} is not a UTF-8 text file; give a robot YAML") from None
+    except OSError as error:  # a folder, no permission
+        raise UserError(f"robot config {path} cannot be read ({error.strerror}); give a robot YAML file") from None
+    # ValueError: an integer of more than 4300 digits; RecursionError: brackets nested about a thousand deep
+    except (yaml.YAMLError, ValueError, RecursionError) as error:
         reason = " ".join(str(error).split())
         raise UserError(f"robot config {path} is not valid YAML: {reason}") from None
     if not isinstance(data, dict):
@@ -130,25 +136,38 @@ def shipped_robots() -> list[str]:
 def _dataclass_from(cls: type, entry: Any, where: str, path: Path, **extra: Any) -> Any:
     """Build ``cls`` from a YAML mapping; unknown or missing keys are a UserError listing the allowed keys."""
     if not isinstance(entry, dict):
-        raise UserError(f"robot config {path}: {where} must be a mapping, got {entry!r}")
+        raise UserError(f"robot config {path}: {where} must be a mapping, got {quoted(entry)}")
     allowed = [f.name for f in fields(cls) if f.name not in extra]
-    unknown = sorted(set(entry) - set(allowed))
+    unknown = sorted(set(entry) - set(allowed), key=str)  # key=str: YAML keys may be numbers, dates, ...
     if unknown:
         raise UserError(f"robot config {path}: {where} has unknown keys {unknown}; allowed: {', '.join(allowed)}")
+    for key, value in entry.items():
+        # A single value (bool is an int), or a flat tuple such as ik bones; a list or mapping in a field would
+        # pass the dataclass and fail later, e.g. as an unhashable URDF link name.
+        items = value if isinstance(value, tuple) else (value,)
+        if not all(isinstance(item, (str, int, float, type(None))) for item in items):
+            raise UserError(f"robot config {path}: {where}: {key} must be a single value, got {quoted(value)}")
     try:
         return cls(**entry, **extra)
-    except (TypeError, ValueError) as error:
+    except (TypeError, ValueError, OverflowError) as error:  # OverflowError: FadeConfig's isfinite(10**400)
         raise UserError(f"robot config {path}: {where}: {error}") from None
 
 
 def _number(value: Any, what: str, path: Path) -> float:
     try:
         number = float(value)
-    except (TypeError, ValueError):
-        raise UserError(f"robot config {path}: {what} must be a number, got {value!r}") from None
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer beyond float's range
+        raise UserError(f"robot config {path}: {what} must be a number, got {quoted(value)}") from None
     if not math.isfinite(number):
-        raise UserError(f"robot config {path}: {what} must be finite, got {value!r}")
+        raise UserError(f"robot config {path}: {what} must be finite, got {quoted(value)}")
     return number
+
+
+def _text(value: Any, what: str, path: Path) -> str:
+    """A name from the YAML, which must be a string (str() of a list would hide the mistake, or never end)."""
+    if not isinstance(value, str):
+        raise UserError(f"robot config {path}: {what} must be text, got {quoted(value)}; quote it in the YAML")
+    return value
 
 
 def _ancestors(skeleton: Skeleton, bone: int) -> list[int]:
@@ -202,17 +221,18 @@ def _parse_joints(data: dict, path: Path, skeleton: Skeleton) -> list[JointSpec]
     joints = []
     for entry in entries:
         if not isinstance(entry, dict) or "name" not in entry:
-            raise UserError(f"robot config {path}: joint entry {entry!r} needs a 'name' (the URDF joint)")
-        name = str(entry["name"])
+            raise UserError(f"robot config {path}: joint entry {quoted(entry)} needs a 'name' (the URDF joint)")
+        name = _text(entry["name"], "a joint's name", path)
         rest = {k: v for k, v in entry.items() if k != "name"}
         if "ik" in rest:
+            ik = _text(rest["ik"], f"joint {name!r}: ik", path)
             if len(rest) != 1:
-                raise UserError(f"robot config {path}: joint {name!r} is driven by ik: {rest['ik']!r}; remove "
-                                f"{sorted(set(rest) - {'ik'})} (IK joints take no bone, axis or scale)")
-            joints.append(JointSpec(name, ik=str(rest["ik"])))
+                raise UserError(f"robot config {path}: joint {name!r} is driven by ik: {ik!r}; remove "
+                                f"{sorted(set(rest) - {'ik'}, key=str)} (IK joints take no bone, axis or scale)")
+            joints.append(JointSpec(name, ik=ik))
             continue
         if "bone" not in rest or "axis" not in rest:
-            unknown = sorted(set(rest) - set(bone_keys))
+            unknown = sorted(set(rest) - set(bone_keys), key=str)
             hint = f" (unknown keys {unknown})" if unknown else ""
             raise UserError(f"robot config {path}: joint {name!r} needs either 'ik: <group>' or 'bone' and 'axis'"
                             f"{hint}; allowed keys: name, ik, {', '.join(bone_keys)}")
@@ -232,6 +252,9 @@ def _load_urdf(urdf_path: Path, path: Path):
         text = urdf_path.read_bytes()
     except FileNotFoundError:
         raise UserError(f"robot config {path}: URDF not found: {urdf_path} ('urdf' is relative to the YAML)") from None
+    except OSError as error:  # a folder, a name too long, no permission
+        raise UserError(f"robot config {path}: cannot read URDF {urdf_path} ({error.strerror}); 'urdf' must name "
+                        "a URDF file, relative to the YAML") from None
     try:
         return URDF.from_xml_string(text)
     except Exception as error:  # urdf_parser_py raises bare Exceptions and lxml errors for malformed files
@@ -260,6 +283,9 @@ def _urdf_limits(urdf, urdf_path: Path, path: Path, names: list[str]) -> tuple[l
         if limit is None or not limit.velocity:
             raise UserError(f"robot config {path}: joint {name!r} in {urdf_path} has no velocity limit; add "
                             "<limit velocity=...> (rad/s or m/s) from the robot's documentation to the URDF")
+        if not all(math.isfinite(value) for value in (lo, hi, float(limit.velocity))):  # nan, inf, 1e999
+            raise UserError(f"robot config {path}: joint {name!r} in {urdf_path} has a non-finite limit (lower {lo}, "
+                            f"upper {hi}, velocity {limit.velocity}); fix the URDF")
         if not lo < hi:
             raise UserError(f"robot config {path}: joint {name!r} in {urdf_path} has lower limit {lo} >= upper {hi}; "
                             "fix the URDF")
@@ -290,7 +316,7 @@ def _tighten(data: dict, path: Path, urdf_path: Path, names: list[str], lower: n
                             f"{', '.join(names)}")
         if not isinstance(tighter, dict) or set(tighter) - {"lower", "upper", "velocity", "acceleration"}:
             raise UserError(f"robot config {path}: limits.{name} may only set lower, upper, velocity and "
-                            f"acceleration, got {tighter!r}")
+                            f"acceleration, got {quoted(tighter)}")
         i = names.index(name)
         checks = (("lower", lower, lambda new, old: new >= old, ">="),
                   ("upper", upper, lambda new, old: new <= old, "<="),
@@ -322,15 +348,16 @@ def _parse_ik(data: dict, path: Path, urdf, urdf_path: Path, joints: list[JointS
     used = {joint.ik for joint in joints if joint.ik is not None}
     for name in sorted(used - set(groups)):
         raise UserError(f"robot config {path}: a joint uses ik: {name!r}, but 'ik' defines no such group "
-                        f"(groups: {', '.join(groups) or 'none'})")
+                        f"(groups: {', '.join(map(str, groups)) or 'none'})")
     chains = {}
     for name, entry in groups.items():
         if isinstance(entry, dict) and "bones" in entry:
-            entry = {**entry, "bones": tuple(entry["bones"]) if isinstance(entry["bones"], list) else entry["bones"]}
+            bones = entry["bones"]
+            if not (isinstance(bones, list) and len(bones) == 3 and all(isinstance(bone, str) for bone in bones)):
+                raise UserError(f"robot config {path}: ik.{name}.bones must list the source shoulder, elbow and "
+                                "wrist bones, e.g. [LeftArm, LeftForeArm, LeftHand]")
+            entry = {**entry, "bones": tuple(bones)}
         chain = _dataclass_from(IKChainConfig, entry, f"ik.{name}", path, name=name)
-        if not (isinstance(chain.bones, tuple) and len(chain.bones) == 3):
-            raise UserError(f"robot config {path}: ik.{name}.bones must list the source shoulder, elbow and wrist "
-                            "bones, e.g. [LeftArm, LeftForeArm, LeftHand]")
         for bone in (*chain.bones, chain.frame):
             if bone not in skeleton.bone_names:
                 raise UserError(f"robot config {path}: ik.{name} names bone {bone!r}, which skeleton "
@@ -373,6 +400,9 @@ def urdf_chain(urdf, base_link: str, tip_link: str, urdf_path: Path, path: Path,
             raise UserError(f"robot config {path}: ik.{group}: {tip_link!r} does not hang below {base_link!r} in "
                             f"{urdf_path}; base_link must be an ancestor of wrist_link")
         joint, parent = urdf.parent_map[links[-1]]
+        if parent in links:  # urdf_parser_py accepts joints that form a loop; walking up one would never end
+            raise UserError(f"robot config {path}: the URDF {urdf_path} has a loop of joints through link {parent!r} "
+                            "(a URDF is a tree); fix the joints' parent and child links")
         if urdf.joint_map[joint].type != "fixed":
             joints.append(joint)
         links.append(parent)
@@ -381,17 +411,33 @@ def urdf_chain(urdf, base_link: str, tip_link: str, urdf_path: Path, path: Path,
 
 def load_robot_config(robot: str, skeleton: Skeleton = HUMANOID) -> RobotConfig:
     """Load config/robots/<robot>.yaml (or a YAML path), check it against its URDF and the source skeleton."""
+    try:
+        return _load_robot_config(robot, skeleton)
+    except UserError as error:
+        message = str(error)
+        if message.isprintable():
+            raise
+        # Messages quote names from the YAML and the URDF (ik group and joint names, links), which may hold a
+        # newline ("a\nb": or &#10; in XML); escaped, the message stays the one line a command prints.
+        raise UserError("".join(c if c.isprintable() else repr(c)[1:-1] for c in message)) from None
+
+
+def _load_robot_config(robot: str, skeleton: Skeleton) -> RobotConfig:
     path = robot_config_file(robot)
     data = _read_yaml(path)
     if "urdf" not in data or "joints" not in data:
         raise UserError(f"robot config {path} needs the keys 'urdf' and 'joints'")
     known = {"name", "urdf", "joints", "ik", "limits", "acceleration", "home", "smoothing", "fade"}
-    unknown = sorted(set(data) - known)
+    unknown = sorted(set(data) - known, key=str)  # key=str: YAML keys may be numbers, dates, ...
     if unknown:
         raise UserError(f"robot config {path} has unknown keys {unknown}; allowed: {', '.join(sorted(known))}")
+    robot_name = _text(data.get("name", path.stem), "name", path)
     joints = _parse_joints(data, path, skeleton)
     names = [joint.name for joint in joints]
-    urdf_path = (path.parent / str(data["urdf"])).resolve()
+    urdf_text = _text(data["urdf"], "urdf", path)
+    if "\0" in urdf_text:  # Path.resolve() raises ValueError on it
+        raise UserError(f"robot config {path}: urdf {urdf_text!r} holds a NUL character; give the URDF's file name")
+    urdf_path = (path.parent / urdf_text).resolve()
     urdf = _load_urdf(urdf_path, path)
     kinds, lower, upper, velocity = _urdf_limits(urdf, urdf_path, path, names)
     urdf_limits = JointLimits(lower.copy(), upper.copy(), velocity.copy(), np.full(len(names), np.inf))
@@ -410,9 +456,11 @@ def load_robot_config(robot: str, skeleton: Skeleton = HUMANOID) -> RobotConfig:
             raise UserError(f"robot config {path}: home.{name} = {home[i]:g} is outside the limits "
                             f"[{lower[i]:g}, {upper[i]:g}]; choose a home pose inside them")
     smoothing = _dataclass_from(SmoothingConfig, data.get("smoothing") or {}, "smoothing", path)
+    for key in ("min_cutoff", "beta", "d_cutoff"):  # SmoothingConfig lets inf through, and beta: inf makes NaN
+        _number(getattr(smoothing, key), f"smoothing.{key}", path)
     fade = _dataclass_from(FadeConfig, data.get("fade") or {}, "fade", path)
     return RobotConfig(
-        name=str(data.get("name", path.stem)),
+        name=robot_name,
         path=path,
         urdf_path=urdf_path,
         joints=tuple(joints),

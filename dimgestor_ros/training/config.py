@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from ..model.config import ModelConfig
+from ..model.config import ModelConfig, check_field_types
 
 
 @dataclass
@@ -36,8 +36,12 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         if isinstance(self.model, dict):
-            self.model = _model_config(self.model)
+            self.model = ModelConfig.from_dict(self.model)
+        if not isinstance(self.model, ModelConfig):  # e.g. 'model:' with nothing after it (None) or a list
+            raise ValueError(f"model must be a mapping of model settings (d_model: 128, ...), got "
+                             f"{type(self.model).__name__}")
         positive = ("steps", "batch_size", "window_frames", "hop_frames")
         non_negative = ("warmup", "grad_clip", "weight_decay", "val_every", "checkpoint_every", "num_workers")
         for name in positive:
@@ -60,7 +64,7 @@ class TrainConfig:
         if not isinstance(data, dict):
             raise UserError(f"{source} must be a mapping of TrainConfig fields, got {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(set(data) - known, key=str)  # key=str: YAML keys may be numbers, dates, ...
         if unknown:
             raise UserError(f"{source} has unknown keys {unknown}; remove or rename them (known keys: {sorted(known)})")
         try:
@@ -80,25 +84,19 @@ class TrainConfig:
 
         path = Path(path)
         try:
-            text = path.read_text()
+            text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise UserError(f"training config not found: {path}; pass an existing YAML/JSON file") from None
+        except UnicodeDecodeError:
+            raise UserError(f"training config {path} is not a UTF-8 text file; pass a YAML/JSON file") from None
+        except OSError as error:  # a folder, no permission
+            raise UserError(f"training config {path} cannot be read ({error.strerror}); pass a YAML/JSON "
+                            "file") from None
         try:
             data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-        except (json.JSONDecodeError, yaml.YAMLError) as error:
-            raise UserError(f"training config {path} cannot be parsed: {error}") from None
+        # ValueError: JSONDecodeError, or an integer of more than 4300 digits (int() refuses it); RecursionError:
+        # brackets nested about a thousand deep
+        except (yaml.YAMLError, ValueError, RecursionError) as error:
+            reason = " ".join(str(error).split())  # YAML errors span lines; the message is one line
+            raise UserError(f"training config {path} cannot be parsed: {reason}") from None
         return cls.from_dict({} if data is None else data, source=f"training config {path}")
-
-
-def _model_config(data: dict[str, Any]) -> ModelConfig:
-    """ModelConfig from a nested dict, with unknown keys in `model.mamba` / `model.diffusion` reported too."""
-    for section, cls in (("mamba", "MambaSettings"), ("diffusion", "DiffusionConfig")):
-        sub = data.get(section)
-        if isinstance(sub, dict):
-            from ..model import config as model_config
-
-            known = {f.name for f in dataclasses.fields(getattr(model_config, cls))}
-            unknown = sorted(set(sub) - known)
-            if unknown:
-                raise UserError(f"model.{section} has unknown keys {unknown}; known keys are {sorted(known)}")
-    return ModelConfig.from_dict(data)
