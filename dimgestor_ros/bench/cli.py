@@ -11,13 +11,15 @@ from pathlib import Path
 
 from ..errors import UserError
 
-TARGETS = ("denoiser", "per-hop", "speech", "streams", "streaming", "report")
+TARGETS = ("denoiser", "per-hop", "speech", "streams", "streaming", "soak", "report")
 TARGET_HELP = (
     "denoiser: Mamba-2 vs transformer denoisers per sequence length and batch (time, memory, parameters, FLOPs, "
     "ratios, crossover); per-hop: streaming hop cost with carried state vs a transformer's KV cache as the context "
     "grows; speech: speech encoders (HuBERT base in PyTorch and ONNX Runtime, the built-in front end) per second "
     "of audio; streams: real-time streams one device sustains (batched); streaming: real-time factor and latency "
-    "of the streaming generator per configuration; report: docs/benchmarks.md and its plots from the JSON files"
+    "of the streaming generator per configuration; soak: an hour of speech through the running gesture and "
+    "retargeting nodes (memory, CPU, latency, timestamp drift, URDF limits, exceptions; docs/soak.md); "
+    "report: docs/benchmarks.md and its plots from the JSON files"
 )
 
 
@@ -43,12 +45,26 @@ def add_bench_arguments(bench: argparse.ArgumentParser) -> None:
     bench.add_argument("--modes", nargs="+", choices=["eager", "cuda_graph", "compile"],
                        help="streams: execution modes (default: eager on CPU; eager cuda_graph compile on CUDA)")
     bench.add_argument("--max-batch", type=int, help="streams: largest batch tried (default 64 on CPU, 4096 on CUDA)")
-    bench.add_argument("--minutes", type=float, default=5.0, help="streaming: minutes of audio (default 5)")
+    bench.add_argument("--minutes", type=float, default=None,
+                       help="streaming, soak: minutes of audio (default: streaming 5, soak 60)")
     bench.add_argument("--weights", type=Path, help="streaming: weights folder (default: the shipped weights)")
     bench.add_argument("--configs", nargs="+", metavar="NAME",
                        help="streaming: only these configurations (default: all; names in the JSON)")
     bench.add_argument("--json", type=Path, nargs="+", metavar="FILE",
-                       help="report: the benchmark JSON files to report (e.g. bench/*.json)")
+                       help="report: the benchmark JSON files to report (e.g. bench/*.json); soak: render --doc "
+                       "from this summary instead of running")
+    bench.add_argument("--robot", default="generic_humanoid",
+                       help="soak: robot config of the retargeting node (default generic_humanoid)")
+    bench.add_argument("--paced", action="store_true",
+                       help="soak: stream the file in real time on the wall clock (default: time-compressed on a "
+                       "simulated clock)")
+    bench.add_argument("--sample-interval", type=float, default=5.0, metavar="SECONDS",
+                       help="soak: seconds of wall time between memory/CPU samples (default 5)")
+    bench.add_argument("--clock-rate", type=float, default=8.0,
+                       help="soak: the simulated clock runs at most this many times real time (default 8)")
+    bench.add_argument("--samples", type=Path, metavar="FILE.jsonl", help="soak: write one JSON line per sample")
+    bench.add_argument("--doc", type=Path, metavar="FILE.md", help="soak: write the markdown report")
+    bench.add_argument("--logs", type=Path, metavar="FILE", help="soak: keep the nodes' output in this file")
     bench.add_argument("--figures", type=Path,
                        help="report: folder for the PNG plots (default: beside the markdown, <name>/)")
     bench.add_argument("--check", action="store_true",
@@ -85,8 +101,14 @@ def run_bench(args: argparse.Namespace) -> int:
     if target == "streaming":
         from .streaming import run
 
-        run(args.out, minutes=args.minutes, threads=args.threads, weights=args.weights, configs=args.configs)
+        minutes = 5.0 if args.minutes is None else args.minutes
+        run(args.out, minutes=minutes, threads=args.threads, weights=args.weights, configs=args.configs)
         return 0
+    if target == "soak":
+        from .soak import run
+
+        summary = run(args)
+        return 0 if args.json or summary["acceptance"]["passed"] else 1
     _check_device(args.device)
     if target == "denoiser":
         from .denoiser import run
