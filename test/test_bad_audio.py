@@ -29,6 +29,8 @@ from dimgestor_ros.paths import default_weights_dir, demo_audio_file
 from dimgestor_ros.streaming.generator import StreamingConfig, StreamingGestureGenerator
 from dimgestor_ros.streaming.loudness import FrameLoudness
 
+from audio_samples import tone
+
 SR = 16000
 FPS = 30
 CHUNK = 800  # 50 ms, what the node reads from a file
@@ -241,11 +243,6 @@ def test_dc_offset_streams_finite_motion(model, encoder, speech):
 
 
 # --- sample-rate, channel-count and length changes between pushes --------------------------------------------------
-
-
-def tone(seconds: float, rate: int, freq: float = 300.0, start: float = 0.0) -> np.ndarray:
-    t = start + np.arange(int(round(seconds * rate))) / rate
-    return (0.4 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
 
 
 @pytest.mark.reliability(

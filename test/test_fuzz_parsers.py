@@ -45,6 +45,8 @@ from dimgestor_ros.paths import config_dir, default_weights_dir
 from dimgestor_ros.retarget.robot import AXES, RobotConfig, load_robot_config
 from dimgestor_ros.training.config import TrainConfig
 
+from audio_samples import wav_file
+
 # --- settings ------------------------------------------------------------------------------------------------------
 
 # CI services set the variable CI (GitHub Actions, GitLab, Travis, ...; Hypothesis loads its own "ci" profile on
@@ -162,19 +164,6 @@ def _flac_claiming(frames: int) -> bytes:
     info = int.from_bytes(data[18:26], "big")
     data[18:26] = ((info & ~(2**36 - 1)) | frames).to_bytes(8, "big")
     return bytes(data)
-
-
-def wav_file(format_tag: int, channels: int, rate: int, bits: int, payload: bytes, riff_size: int | None = None,
-             fmt_size: int = 16, data_size: int | None = None, byte_rate: int | None = None,
-             block_align: int | None = None) -> bytes:
-    """A canonical RIFF/WAVE file from its header fields; None: the value consistent with the others."""
-    align = block_align if block_align is not None else (channels * bits // 8) % 0x10000
-    rate_bytes = byte_rate if byte_rate is not None else (rate * channels * bits // 8) % 2**32
-    fmt = struct.pack("<HHIIHH", format_tag, channels, rate, rate_bytes, align, bits)
-    fmt = (fmt + bytes(max(0, fmt_size - 16)))[:fmt_size]  # cut or padded to the size the chunk header says
-    chunks = (b"fmt " + struct.pack("<I", fmt_size) + fmt + b"data"
-              + struct.pack("<I", len(payload) if data_size is None else data_size) + payload)
-    return b"RIFF" + struct.pack("<I", (4 + len(chunks)) if riff_size is None else riff_size) + b"WAVE" + chunks
 
 
 u32_or_consistent = st.none() | st.sampled_from(INTERESTING_U32) | st.integers(0, 2**32 - 1)
