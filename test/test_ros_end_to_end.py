@@ -109,7 +109,7 @@ def test_launcher_accepts_name_equals_value_arguments(tmp_path, collector_factor
         (["colour:=blue"], "unknown launch argument"),
         (["params_file:=/nonexistent/params.yaml"], "params_file /nonexistent/params.yaml does not exist"),
         (["audio_source:=radio"], "audio_source:=radio is not one of"),
-        (["duration:=soon"], "duration:=soon must be a number"),
+        (["duration:=soon"], "duration:=soon must be a finite number of seconds >= 0"),
         (["robot:=no_such_robot"], "robot 'no_such_robot'"),
     ],
 )
