@@ -56,6 +56,7 @@ def test_short_soak_through_the_real_nodes_meets_the_acceptance_figures(tmp_path
     assert stream["retarget_frames_in"] == stream["frames"]
     assert stream["robot_trajectories_unsolicited"] >= 1
     assert abs(stream["answer_sim_time_minus_arrival_ms"]["max"]) < 1000 / 30  # within one clock step
+    assert stream["retarget_audio_seconds_per_wall_second"]["while_generating"] > 0
     robot_diag = stream["last_diagnostics"]["retarget_node"]
     assert robot_diag["state"] == "idle" and int(robot_diag["late_chunks"]) == 0
     assert int(robot_diag["trajectories_invalid"]) == 0 and int(robot_diag["rejected_messages"]) == 0

@@ -468,6 +468,13 @@ class RetargetNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
+    import torch
+
+    # One thread: the node's torch work is a small IK solve per frame, far too small to share out, and torch's
+    # default of one OpenMP thread per core spin-waits against the gesture node's threads on the same cores. On 2
+    # cores that made this node fall behind a paced stream (reply p95 17 s, 29 of 600 hops lost in 5 min); with one
+    # thread it kept up (p95 49 ms, none lost; `dimgestor bench soak --paced`).
+    torch.set_num_threads(1)
     return run_node(RetargetNode, args)
 
 
