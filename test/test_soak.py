@@ -4,15 +4,17 @@ what they look for (an out-of-limit command, a traceback, a memory leak), so a c
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 from builtin_interfaces.msg import Duration
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from dimgestor_ros.bench.soak import NODES, LimitCheck, memory_drift, scan_log
+from dimgestor_ros.bench.soak import NODES, LimitCheck, memory_drift, read_proc, scan_log
 
 from conftest import REPO
 
@@ -120,6 +122,22 @@ def test_limit_check_counts_positions_and_speeds_beyond_the_urdf():
     assert check.summary()["out_of_limits"] == 2
 
     assert check.check(_trajectory(list(reversed(check.joint_names)), np.stack([home]))) == 1  # wrong joints
+
+
+def test_proc_reading_of_an_exited_but_unreaped_node_is_none_not_a_crash():
+    """A node that has exited but not yet been reaped is a zombie: /proc/PID/status is still there, without VmRSS.
+    The soak samples every node on a timer, so it meets this at the end of every run (CI once crashed on it)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        assert read_proc(os.getpid())["rss_mb"] > 0  # a live process reads
+        deadline = time.monotonic() + 30
+        while open(f"/proc/{child.pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
+            assert time.monotonic() < deadline, "the child never exited"
+            time.sleep(0.01)
+        assert read_proc(child.pid) is None
+    finally:
+        child.wait()
+    assert read_proc(child.pid) is None  # reaped: gone from /proc
 
 
 def test_log_scan_counts_tracebacks_and_error_lines():

@@ -194,7 +194,7 @@ def build_speech(path: Path, minutes: float, seed: int = 0) -> dict:
 
 def read_proc(pid: int) -> dict | None:
     """Resident memory (MiB), its high-water mark, CPU seconds (user + system), threads and open files of ``pid``;
-    None once the process is gone. /proc rather than psutil: two files, no dependency."""
+    None once the process is gone (exited, reaped or not). /proc rather than psutil: two files, no dependency."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -202,6 +202,8 @@ def read_proc(pid: int) -> dict | None:
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
     fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    if "VmRSS" not in fields:
+        return None  # a zombie: exited, not yet reaped by its parent; its memory figures are gone with it
     after_name = stat.rsplit(")", 1)[1].split()  # the name may contain spaces and parentheses
     ticks = os.sysconf("SC_CLK_TCK")
     return {
