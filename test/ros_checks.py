@@ -33,63 +33,18 @@ def assert_valid_trajectories(messages, joint_names: list[str], fps: float) -> i
     return points
 
 
-# Tolerances of assert_within_robot_limits. Positions are compared with an absolute 1e-9 (rad or m): the retargeter
-# clips in float64 and the message carries float64, so a command at a limit arrives exactly at it. Velocities and
-# position steps get a relative 1e-6 on top: time_from_start is in whole nanoseconds, so one frame of 1/30 s is
-# rounded by up to 0.5 ns (1.5e-8 of it), and the velocities are central differences of the positions.
-LIMIT_ABS_TOLERANCE = 1e-9
-LIMIT_REL_TOLERANCE = 1e-6
-
-
 def robot_limit_violations(messages, robot) -> tuple[list[str], int]:
-    """Every point of every robot JointTrajectory against the robot's URDF limits: positions within [lower, upper],
-    |velocity| <= the velocity limit, and consecutive points of a message no further apart than the velocity limit
-    allows in the time between them (the tolerances above). ``robot``: a robot config name or a RobotConfig, read by
-    dimgestor_ros.retarget.robot.load_robot_config; the limits are the URDF's own (``urdf_limits``), the bound the
-    robot must never leave, not the config's possibly tighter ones. Returns (one line per violation, points checked)."""
-    import math
+    """Every point of every robot JointTrajectory against the robot's URDF limits (positions, velocities sent, steps
+    between consecutive points, increasing time_from_start; joint names in any order), by
+    dimgestor_ros.retarget.limit_check.LimitCheck, the check the soak's monitor runs too, so the tests and the soak
+    cannot disagree on what a violation is. ``robot``: a robot config name or a RobotConfig. Returns (one line per
+    violation, points checked)."""
+    from dimgestor_ros.retarget.limit_check import LimitCheck
 
-    import numpy as np
-
-    from dimgestor_ros.retarget.robot import load_robot_config
-
-    config = load_robot_config(robot) if isinstance(robot, str) else robot
-    limits = config.urdf_limits or config.limits
-    names = config.joint_names
-    lower, upper, vmax = (np.asarray(a, dtype=float) for a in (limits.lower, limits.upper, limits.velocity))
-    violations: list[str] = []
-    points = 0
-    for m, msg in enumerate(messages):
-        if sorted(msg.joint_names) != sorted(names):
-            violations.append(f"message {m}: joints {list(msg.joint_names)} are not the robot's {names}")
-            continue
-        order = [list(msg.joint_names).index(name) for name in names]
-        q = np.array([[point.positions[i] for i in order] for point in msg.points], dtype=float).reshape(-1, len(names))
-        t = np.array([duration_s(point.time_from_start) for point in msg.points])
-        points += len(q)
-        for k, point in enumerate(msg.points):
-            if not np.all(np.isfinite(q[k])):
-                violations.append(f"message {m} point {k}: non-finite position {q[k].tolist()}")
-            for j in np.flatnonzero((q[k] < lower - LIMIT_ABS_TOLERANCE) | (q[k] > upper + LIMIT_ABS_TOLERANCE)):
-                violations.append(f"message {m} point {k}: {names[j]} at {q[k, j]:.6f} outside "
-                                  f"[{lower[j]:.6f}, {upper[j]:.6f}]")
-            if len(point.velocities):
-                v = np.array([point.velocities[i] for i in order], dtype=float)
-                bound = vmax * (1 + LIMIT_REL_TOLERANCE) + LIMIT_ABS_TOLERANCE
-                for j in np.flatnonzero(~np.isfinite(v) | (np.abs(v) > bound)):
-                    violations.append(f"message {m} point {k}: {names[j]} velocity {v[j]:.6f} beyond "
-                                      f"{vmax[j]:.6f}")
-        for k in range(1, len(q)):
-            dt = t[k] - t[k - 1]
-            if not dt > 0 or not math.isfinite(dt):
-                violations.append(f"message {m} point {k}: time_from_start does not increase ({t[k - 1]} -> {t[k]})")
-                continue
-            bound = vmax * dt * (1 + LIMIT_REL_TOLERANCE) + LIMIT_ABS_TOLERANCE
-            step = np.abs(q[k] - q[k - 1])
-            for j in np.flatnonzero(step > bound):
-                violations.append(f"message {m} point {k}: {names[j]} moved {step[j]:.6f} in {dt:.4f} s, more than "
-                                  f"its velocity limit {vmax[j]:.6f}/s allows")
-    return violations, points
+    check = LimitCheck.for_robot(robot, max_lines=None)
+    for msg in messages:
+        check.check(msg)
+    return check.lines, check.points
 
 
 def assert_within_robot_limits(messages, robot) -> int:

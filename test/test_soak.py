@@ -1,5 +1,6 @@
 """The soak (issue 9): a short run of `dimgestor bench soak` through the real nodes, and its checks shown to catch
-what they look for (an out-of-limit command, a traceback, a memory leak), so a clean run means something."""
+what they look for (a traceback, a memory leak; the URDF-limit check it uses is pinned in test_limit_check.py), so a
+clean run means something."""
 
 from __future__ import annotations
 
@@ -9,12 +10,9 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
-from builtin_interfaces.msg import Duration
-from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from dimgestor_ros.bench.soak import NODES, LimitCheck, memory_drift, read_proc, scan_log
+from dimgestor_ros.bench.soak import NODES, memory_drift, read_proc, scan_log
 
 from conftest import REPO
 
@@ -95,33 +93,6 @@ def test_short_soak_through_the_real_nodes_meets_the_acceptance_figures(tmp_path
     assert "all acceptance criteria met" in text
     assert f"0 of {limits['commands_checked']:,} joint commands" in text
     assert f"{stream['frames']:,} of {stream['frames_expected']:,.0f} frames" in text
-
-
-def _trajectory(joints: list[str], positions: np.ndarray, dt: float = 1 / 30) -> JointTrajectory:
-    msg = JointTrajectory(joint_names=joints)
-    for k, q in enumerate(positions):
-        ns = round((0.3 + k * dt) * 1e9)
-        msg.points.append(JointTrajectoryPoint(positions=q.tolist(), velocities=[0.0] * len(q),
-                                               time_from_start=Duration(sec=ns // 10**9, nanosec=ns % 10**9)))
-    return msg
-
-
-def test_limit_check_counts_positions_and_speeds_beyond_the_urdf():
-    check = LimitCheck.for_robot("generic_humanoid")
-    home = np.clip(np.zeros(len(check.joint_names)), check.lower, check.upper)
-    assert check.check(_trajectory(check.joint_names, np.stack([home, home]))) == 0
-
-    beyond = home.copy()
-    beyond[0] = check.upper[0] + 1e-6  # just past the URDF's upper limit
-    assert check.check(_trajectory(check.joint_names, np.stack([beyond]))) == 1  # one point: no speed to check
-    assert check.position == 1 and check.speed == 0
-
-    fast = home.copy()
-    fast[1] = home[1] + np.sign(check.upper[1] - home[1]) * 1.5 * check.velocity[1] / 30  # 1.5x the limit per frame
-    assert check.check(_trajectory(check.joint_names, np.stack([home, fast]))) == 1 and check.speed == 1
-    assert check.summary()["out_of_limits"] == 2
-
-    assert check.check(_trajectory(list(reversed(check.joint_names)), np.stack([home]))) == 1  # wrong joints
 
 
 def test_proc_reading_of_an_exited_but_unreaped_node_is_none_not_a_crash():

@@ -62,7 +62,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +70,7 @@ import yaml
 
 from ..errors import UserError
 from ..paths import default_params_file, demo_audio_file
+from ..retarget.limit_check import LimitCheck  # the URDF-limit check of every robot trajectory (the tests' too)
 
 SCHEMA = 1
 SAMPLE_RATE = 16000
@@ -84,8 +85,6 @@ SETTLE_S = 6.0  # after the last hop: stale_timeout (1 s) + hold (1 s) + fade_ou
 # a diagnostics period, with room to spare
 MEMORY_LIMIT_PERCENT = 2.0  # acceptance: memory drift over the hour
 DRIFT_LIMIT_FRAMES = 1.0  # acceptance: timestamp drift
-LIMIT_TOLERANCE = 1e-9  # absolute slack on the URDF limits (float rounding of the commands)
-VELOCITY_TOLERANCE = 1e-6  # relative, as dimgestor_ros/retarget/jtc.py (central differences on a ns time grid)
 TRACEBACK = "Traceback (most recent call last)"
 ERROR_LINE = re.compile(r"^\[(ERROR|FATAL)\]|\[(ERROR|FATAL)\] \[")
 NODES = ("gesture_node", "retarget_node")
@@ -228,80 +227,6 @@ def scan_log(text: str) -> dict:
         "error_lines_per_node": per_node,
         "examples": [("\n".join(lines[i : i + 12]))[:1500] for i in tracebacks[:3]] + errors[:3],
     }
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Checks of the robot trajectories
-
-
-@dataclass
-class LimitCheck:
-    """Counts robot commands outside the URDF limits: positions outside [lower, upper], velocities sent beyond the
-    velocity limit, and consecutive points further apart than the velocity limit allows in their time."""
-
-    joint_names: list[str]
-    lower: np.ndarray
-    upper: np.ndarray
-    velocity: np.ndarray
-    points: int = 0
-    commands: int = 0
-    position: int = 0
-    velocity_sent: int = 0
-    speed: int = 0
-    wrong_joints: int = 0
-    worst: dict = field(default_factory=dict)
-
-    @classmethod
-    def for_robot(cls, robot: str) -> LimitCheck:
-        from ..retarget.robot import load_robot_config
-
-        config = load_robot_config(robot)
-        hard = config.urdf_limits or config.limits
-        return cls(list(config.joint_names), np.asarray(hard.lower, float), np.asarray(hard.upper, float),
-                   np.asarray(hard.velocity, float))
-
-    @property
-    def violations(self) -> int:
-        return self.position + self.velocity_sent + self.speed + self.wrong_joints
-
-    def check(self, msg) -> int:
-        """Check one JointTrajectory; returns the number of violations found in it."""
-        if list(msg.joint_names) != self.joint_names:
-            self.wrong_joints += 1
-            return 1
-        if not msg.points:
-            return 0
-        q = np.array([point.positions for point in msg.points], dtype=float)
-        v = np.array([point.velocities for point in msg.points], dtype=float)
-        t = np.array([point.time_from_start.sec + point.time_from_start.nanosec * 1e-9 for point in msg.points])
-        self.points += len(q)
-        self.commands += q.size
-        bad_q = ~np.isfinite(q) | (q < self.lower - LIMIT_TOLERANCE) | (q > self.upper + LIMIT_TOLERANCE)
-        found = int(bad_q.sum())
-        self.position += found
-        if v.size:
-            bad_v = ~np.isfinite(v) | (np.abs(v) > self.velocity * (1 + VELOCITY_TOLERANCE) + LIMIT_TOLERANCE)
-            self.velocity_sent += int(bad_v.sum())
-            found += int(bad_v.sum())
-            self._worst("velocity_sent_over_limit", float(np.max(np.abs(v) / self.velocity)))
-        if len(q) > 1:
-            dt = np.diff(t)[:, None]
-            step = np.abs(np.diff(q, axis=0))
-            bad_s = step > self.velocity * dt * (1 + VELOCITY_TOLERANCE) + LIMIT_TOLERANCE
-            self.speed += int(bad_s.sum())
-            found += int(bad_s.sum())
-            self._worst("speed_between_points_over_limit", float(np.max(step / np.maximum(self.velocity * dt,
-                                                                                        1e-12))))
-        return found
-
-    def _worst(self, key: str, ratio: float) -> None:
-        """The largest ratio to the velocity limit seen (1.0: at the limit)."""
-        self.worst[key] = max(self.worst.get(key, 0.0), ratio)
-
-    def summary(self) -> dict:
-        return {"points_checked": self.points, "commands_checked": self.commands, "out_of_limits": self.violations,
-                "position": self.position, "velocity_sent": self.velocity_sent, "speed_between_points": self.speed,
-                "wrong_joint_names": self.wrong_joints, "largest_ratio_to_velocity_limit": dict(self.worst)}
 
 
 # ---------------------------------------------------------------------------------------------------------------
