@@ -606,6 +606,7 @@ def test_nan_inside_the_model_is_held_faded_reported_and_recovered_from(nan_run,
     streaming = [(s, v) for s, v in reports(run.messages["/fault_nan/diagnostics"]) if "model_non_finite_windows" in v]
     counts = [int(v["model_non_finite_windows"]) for _, v in streaming]
     assert counts[-1] == NAN_WINDOWS and counts == sorted(counts), counts
+    assert streaming[-1][1]["feature_state_resets"] == "0"  # the NaN was the denoiser's; the features never held one
     assert any(s.level == DiagnosticStatus.WARN and "model output not finite" in s.message for s, _ in streaming)
     assert streaming[-1][0].level == DiagnosticStatus.OK, streaming[-1][0].message
     assert assert_within_robot_limits(run.messages["/fault_nan_rt/joint_trajectory"], robot) > 0

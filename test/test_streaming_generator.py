@@ -190,6 +190,38 @@ def test_reset_replays_the_same_motion_and_seed_changes_it(encoder, speech):
     assert np.abs(other - first).mean() > 1e-2
 
 
+@pytest.mark.reliability("fault", "NaN in the speech features' recurrent state (forced)",
+                         "the state restarts from zero, counted in feature_state_resets; the motion is finite again "
+                         "from the next chunk")
+def test_nan_in_the_feature_state_is_cleared_instead_of_holding_the_stream_for_ever(encoder, speech):
+    """A NaN that reaches the fuzzy extractor's Mamba-2 state would stay there for the rest of the stream (every
+    later window NaN, the node holding its pose for ever). One chunk's local mixer output is forced to NaN: that
+    chunk's frames may be lost, but the state is restarted and the stream's later motion is finite."""
+    model = perturbed_model()
+    calls = {"n": 0}
+
+    def poison(module, inputs, output):
+        calls["n"] += 1
+        if calls["n"] == 3:  # the third chunk: the stream is under way
+            y, state = output
+            return y, type(state)(torch.full_like(state.conv_state, float("nan")),
+                                  torch.full_like(state.ssm_state, float("nan")))
+        return None
+
+    handle = model.fuzzy.local_mixer.register_forward_hook(poison)
+    generator = StreamingGestureGenerator(model, encoder, config())
+    try:
+        motion = stacked(run_stream(generator, speech, [1600]))
+    finally:
+        handle.remove()
+    assert calls["n"] > 6
+    assert generator.feature_state_resets == 1
+    assert np.isfinite(motion).all()  # the state's NaN never reached a feature: it was cleared on arrival
+    clean = stacked(run_stream(StreamingGestureGenerator(perturbed_model(), encoder, config()), speech, [1600]))
+    assert motion.shape == clean.shape
+    assert np.abs(motion - clean).max() > 0  # the restart did change what followed (the state really was reset)
+
+
 def test_amplitude_scales_motion_around_the_mean_pose(encoder, speech):
     audio = speech[:SR]
     model = perturbed_model()

@@ -65,6 +65,26 @@ class FuzzyFeatureExtractor(nn.Module):
             pending=torch.zeros(batch_size, 0, d, device=device),
         )
 
+    def recover_non_finite(
+        self, local: torch.Tensor, style: torch.Tensor, state: FuzzyState
+    ) -> tuple[torch.Tensor, torch.Tensor, FuzzyState, bool]:
+        """The outputs and state of :meth:`forward_stream` with any NaN or infinity cleared.
+
+        A recurrent state that once holds a NaN (a fault inside the network, a corrupted weight read) keeps it
+        for the rest of the stream, so a streaming node would hold its pose forever. Here the Mamba-2 states and
+        the style average restart from zero, as at a stream's start, with the frame counters kept so the stream
+        stays in step with its audio; non-finite features become zeros. Returns (local, style, state, cleared).
+        """
+        tensors = (local, style, state.style_sum, state.style_weight, state.pending,
+                   state.local.conv_state, state.local.ssm_state, state.global_.conv_state, state.global_.ssm_state)
+        if all(bool(torch.isfinite(t).all()) for t in tensors):
+            return local, style, state, False
+        fresh = self.init_state(local.shape[0], local.device)
+        fresh.pending = torch.nan_to_num(state.pending, nan=0.0, posinf=0.0, neginf=0.0)
+        fresh.speech_frames, fresh.motion_frames = state.speech_frames, state.motion_frames
+        clean = torch.nan_to_num(local, nan=0.0, posinf=0.0, neginf=0.0)
+        return clean, torch.nan_to_num(style, nan=0.0, posinf=0.0, neginf=0.0), fresh, True
+
     def motion_frames_for(self, speech_frames: int) -> int:
         """Motion frames fully covered by the first ``speech_frames`` speech frames."""
         # frame m needs speech frames up to floor((m + 1) r) - 1, r = speech_fps / motion_fps

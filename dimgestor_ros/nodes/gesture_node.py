@@ -196,6 +196,7 @@ class GestureNode(LifecycleNode):
         self.guard: OverloadGuard | None = None
         self._logged_non_finite = False
         self._reported_non_finite = 0
+        self._reported_feature_resets = 0
         self._reported_overruns = 0
         self.device_state = ""  # microphone: "ok" or "lost"; other sources: ""
         self.device_losses = 0
@@ -610,13 +611,16 @@ class GestureNode(LifecycleNode):
         new_non_finite = guard.non_finite_windows - self._reported_non_finite
         self._reported_non_finite = guard.non_finite_windows
         non_finite = guard.non_finite or new_non_finite > 0
+        resets = self.generator.feature_state_resets
+        new_resets = resets - self._reported_feature_resets
+        self._reported_feature_resets = resets
         lost = self.device_state == "lost"
         new_overruns = s.overruns - self._reported_overruns
         self._reported_overruns = s.overruns
         # WARN while degraded or the microphone is lost, and for a period in which a hop was late (an overrun), bad
         # audio arrived or the model's output was not finite. Overruns count for the period they happened in, not
         # for ever: one late hop (say the first, while the model warms up) must not leave the node WARN all day.
-        healthy = not new_overruns and not new and not overloaded and not non_finite and not lost
+        healthy = not new_overruns and not new and not overloaded and not non_finite and not lost and not new_resets
         status.level = DiagnosticStatus.OK if healthy else DiagnosticStatus.WARN
         status.message = "finished" if self.finished else "streaming" if self._active else self.lifecycle_state
         if policy.state is OverloadState.DEGRADED_STEPS:
@@ -630,6 +634,10 @@ class GestureNode(LifecycleNode):
         if non_finite:
             status.message += (f"; model output not finite ({guard.non_finite_windows} windows so far): holding and "
                                "fading to rest")
+        if new_resets:
+            status.message += (f"; NaN/inf in the speech features' state: restarted it ({resets} times so far)")
+            self.get_logger().warning(f"the speech features' recurrent state held NaN or inf; it was restarted from "
+                                      f"zero ({resets} times so far)", throttle_duration_sec=10.0)
         if new:
             summary = ", ".join(f"{count} {name}" for name, count in new.items())
             status.message += f"; bad audio in the last second: {summary}"
@@ -656,6 +664,7 @@ class GestureNode(LifecycleNode):
             KeyValue(key="audio_device_reopens", value=str(self.device_reopens)),
             KeyValue(key="model_non_finite_windows", value=str(guard.non_finite_windows)),
             KeyValue(key="hops_held", value=str(guard.hops_held + guard.non_finite_windows)),
+            KeyValue(key="feature_state_resets", value=str(resets)),
         ]
         self._send_diagnostics(status)
 

@@ -169,6 +169,7 @@ class StreamingGestureGenerator:
         self._rng = torch.Generator().manual_seed(self.config.seed)
         self._noise = torch.zeros(1, 0, self.model.config.pose_dim)  # initial noise of frames [noise_start, ...)
         self._noise_start = 0
+        self.feature_state_resets = 0  # times a NaN/inf in the speech features' recurrent state was cleared
 
     @property
     def frames_available(self) -> int:
@@ -190,7 +191,9 @@ class StreamingGestureGenerator:
             needed = max(1, hop_end * fuzzy.speech_fps // fuzzy.motion_fps - self._fuzzy_state.speech_frames)
             piece, features_t = features_t[:, :needed], features_t[:, needed:]
             with torch.no_grad():
-                local, self._style, self._fuzzy_state = fuzzy.forward_stream(piece, self._fuzzy_state)
+                local, style, state = fuzzy.forward_stream(piece, self._fuzzy_state)
+                local, self._style, self._fuzzy_state, cleared = fuzzy.recover_non_finite(local, style, state)
+            self.feature_state_resets += int(cleared)
             self._local = torch.cat([self._local, local], dim=1)
             while self.frames_available >= self.frames_emitted + self.config.hop_frames + self.config.lookahead_frames:
                 hops.append(self._generate_hop())
