@@ -5,10 +5,13 @@
 
 For every held-out clip (``<stem>.wav`` + ``<stem>.bvh``) each model generates motion from the speech exactly as
 `dimgestor generate` does (StreamingGestureGenerator with its offline lookahead; ``--lookahead 4`` gives the
-streaming node's output); the mean-pose baseline holds the training clips' mean pose; the random-clip baseline plays a random
-stretch of a random training clip. With ``--streaming`` each model is also scored as the node publishes it (its
-default lookahead), and the streaming / offline ratios are printed. The BVH folders go next to REPORT.json and `dimgestor eval` scores them all in
-one side-by-side table, with plots in REPORT.json's folder / plots.
+streaming node's output), each clip with its own seed (``clip_seed``): one seed for every clip would start every
+clip from the same noise, so the clips' motions would not be independent draws and the pose FGD of one run would
+swing with the seed (0.040 to 0.090 for the same weights). The mean-pose baseline holds the training clips' mean
+pose; the random-clip baseline plays a random stretch of a random training clip. With ``--streaming`` each model
+is also scored as the node publishes it (its default lookahead), and the streaming / offline ratios are printed.
+The BVH folders go next to REPORT.json and `dimgestor eval` scores them all in one side-by-side table, with plots
+in REPORT.json's folder / plots.
 """
 
 from __future__ import annotations
@@ -33,6 +36,13 @@ from dimgestor_ros.streaming.generator import StreamingConfig
 FRAME_TIME = 1.0 / 30.0
 
 
+def clip_seed(seed: int, index: int) -> int:
+    """The sampling seed of the index-th held-out clip (sorted by name) for the run's --seed: independent streams
+    per clip (numpy's SeedSequence), the same for the offline and the streaming pass so those are paired, and the
+    same for a clip whether or not --limit picks a subset."""
+    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", nargs="+", required=True, metavar="NAME=DIR", help="weights folders to score")
@@ -47,21 +57,23 @@ def main() -> int:
                         help="also score each model as the streaming node publishes it (lookahead "
                         f"{StreamingConfig.lookahead_frames}), as NAME_streaming, and print the streaming / offline "
                         "ratios of pose FGD and seam jerk")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="the run's seed; each clip samples with its own seed "
+                        "derived from it (see clip_seed)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     root = args.out.parent
     wavs = sorted(args.held_out.glob("*.wav"))
+    seeds = {wav: clip_seed(args.seed, index) for index, wav in enumerate(wavs)}
     if args.limit:
         wavs = wavs[:: max(1, len(wavs) // args.limit)][: args.limit]
     models = {}
     for spec in args.weights:
         name, _, directory = spec.partition("=")
         models[name] = DiMGestor.load(directory)
-    configs = {name: StreamingConfig(seed=args.seed, lookahead_frames=args.lookahead) for name in models}
+    configs = {name: {"lookahead_frames": args.lookahead} for name in models}  # StreamingConfig settings
     if args.streaming:
-        configs.update({f"{name}_streaming": StreamingConfig(seed=args.seed) for name in models})
+        configs.update({f"{name}_streaming": {} for name in models})
     folders = {name: root / name for name in (*configs, "mean_pose", "random_clip")}
     for folder in folders.values():
         folder.mkdir(parents=True, exist_ok=True)
@@ -74,10 +86,10 @@ def main() -> int:
     for wav in wavs:
         frames = read_bvh(wav.with_suffix(".bvh")).num_frames
         audio = load_audio(wav, 16000)
-        for name, config in configs.items():
+        for name, settings in configs.items():
             model = models[name.removesuffix("_streaming")]
             began = time.perf_counter()
-            poses = generate_poses(audio, model, config)[:frames]
+            poses = generate_poses(audio, model, StreamingConfig(**settings, seed=seeds[wav]))[:frames]
             seconds[name] += time.perf_counter() - began
             write_bvh(BvhMotion.from_poses(HUMANOID, poses, FRAME_TIME), folders[name] / f"{wav.stem}.bvh")
         write_bvh(BvhMotion.from_poses(HUMANOID, np.repeat(mean_pose[None], frames, 0), FRAME_TIME),
