@@ -5,12 +5,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import reprlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import UserError
+from ..errors import UserError, quoted
 
 BACKBONES = ("mamba2", "transformer")
 INT64 = 2**63  # whole-number fields must fit numpy's and torch's 64-bit integers
@@ -48,20 +47,6 @@ def _finite(value: int | float) -> bool:
         return math.isfinite(value)
     except OverflowError:  # an int beyond float's range
         return False
-
-
-_QUOTE = reprlib.Repr()
-_QUOTE.maxlevel, _QUOTE.maxstring, _QUOTE.maxother = 3, 80, 80
-_QUOTE.maxdict = _QUOTE.maxlist = _QUOTE.maxtuple = _QUOTE.maxset = 8
-
-
-def quoted(value: Any) -> str:
-    """repr() of a value read from a config file, cut to a few items and characters for a one-line error message.
-
-    A YAML alias chain (``b: [*a, *a, ...]`` nested a few levels) is a file of a few hundred bytes whose full
-    repr() takes minutes and gigabytes. (The robot config reader uses this too.)
-    """
-    return _QUOTE.repr(value)
 
 
 @dataclass

@@ -22,8 +22,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from ..errors import UserError
-from ..model.config import quoted  # values quoted in messages are cut short (a YAML alias chain's repr is huge)
+from ..errors import UserError, quoted
 from ..motion.skeleton import HUMANOID, Skeleton
 from ..paths import robot_config_file
 from .filters import FadeConfig, SmoothingConfig
