@@ -34,6 +34,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .limit_check import LIMIT_ABS_TOLERANCE, LIMIT_REL_TOLERANCE  # one slack for every limit check (why: there)
+
 FLOAT_EPSILON = float(np.finfo(np.float32).eps)  # the JTC compares against std::numeric_limits<float>::epsilon()
 
 
@@ -111,7 +113,7 @@ def trajectory_violations(msg, settings: ControllerSettings, now: float | None =
         values = [v for k in fields for v in fields[k]] + list(point.effort)
         if not all(math.isfinite(v) for v in values):
             problems.append(f"12: point {i} has a non-finite value")
-    if times and (times[0] <= 0.0 or times[0] < settings.min_first_time - 1e-9):
+    if times and (times[0] <= 0.0 or times[0] < settings.min_first_time - LIMIT_ABS_TOLERANCE):
         problems.append(f"11: first point at {times[0]:.4f} s, less than one control period "
                         f"({settings.min_first_time:.4f} s) ahead")
     for bound, kind in ((lower, "below its lower"), (upper, "above its upper")):
@@ -122,7 +124,7 @@ def trajectory_violations(msg, settings: ControllerSettings, now: float | None =
             q = np.asarray(point.positions, dtype=float)
             if q.shape != bound.shape:
                 continue
-            bad = q < bound - 1e-9 if kind.startswith("below") else q > bound + 1e-9
+            bad = q < bound - LIMIT_ABS_TOLERANCE if kind.startswith("below") else q > bound + LIMIT_ABS_TOLERANCE
             if bad.any():
                 problems.append(f"13: point {i}: {[names[j] for j in np.flatnonzero(bad)]} {kind} position limit")
                 break
@@ -130,7 +132,7 @@ def trajectory_violations(msg, settings: ControllerSettings, now: float | None =
         limit = np.asarray(max_velocity, dtype=float)
         for i, point in enumerate(points):
             v = np.asarray(point.velocities, dtype=float)
-            if v.shape == limit.shape and (np.abs(v) > limit * (1 + 1e-6) + 1e-9).any():
+            if v.shape == limit.shape and (np.abs(v) > limit * (1 + LIMIT_REL_TOLERANCE) + LIMIT_ABS_TOLERANCE).any():
                 problems.append(f"14: point {i}: velocity beyond the velocity limit")
                 break
     return problems

@@ -24,9 +24,10 @@ if TYPE_CHECKING:
     from .robot import RobotConfig
 
 # Positions are compared with an absolute 1e-9 (rad or m): the retargeter clips in float64 and the message carries
-# float64, so a command at a limit arrives exactly at it. Velocities and position steps get a relative 1e-6 on top,
-# as dimgestor_ros/retarget/jtc.py: time_from_start is in whole nanoseconds, so one frame of 1/30 s is rounded by up
-# to 0.5 ns (1.5e-8 of it), and the velocities sent are central differences of the positions on that grid.
+# float64, so a command at a limit arrives exactly at it. Velocities and position steps get a relative 1e-6 on top:
+# time_from_start is in whole nanoseconds, so one frame of 1/30 s is rounded by up to 0.5 ns (1.5e-8 of it), and
+# the velocities sent are central differences of the positions on that grid. The node's JTC rules (jtc.py) use the
+# same two.
 LIMIT_ABS_TOLERANCE = 1e-9
 LIMIT_REL_TOLERANCE = 1e-6
 MAX_LINES = 100  # description lines kept by default (all violations are counted): an hour's stream stays small
