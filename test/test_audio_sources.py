@@ -128,6 +128,61 @@ def test_file_source_resamples_the_file_to_the_model_rate(tmp_path):
     assert sum(len(c.samples) for c in drain(source)) == 8000
 
 
+def test_file_source_gives_exactly_load_audio_samples_across_blocks_and_loops(tmp_path):
+    """The file is decoded half a second at a time through one resampler: the stream is sample for sample what
+    load_audio (and so `dimgestor generate`) reads, across block edges and when it wraps around."""
+    rng = np.random.default_rng(0)
+    stereo = (0.3 * rng.standard_normal((int(2.3 * 44100), 2))).astype(np.float32)
+    soundfile.write(str(tmp_path / "a.wav"), stereo, 44100, subtype="FLOAT")
+    whole = load_audio(tmp_path / "a.wav", SR)
+    source = FileSource(tmp_path / "a.wav", SR, chunk_seconds=0.07, realtime=False, loop=True)
+    streamed = np.concatenate([source.read(0.0).samples for _ in range(int(2 * len(whole) / 1120) + 2)])
+    np.testing.assert_array_equal(streamed[: 2 * len(whole)], np.tile(whole, 2))
+
+
+def test_file_source_does_not_hold_the_decoded_file(tmp_path):
+    """Ten minutes of 16 kHz audio are 38 MB of float32; opening the file and streaming a few seconds of it stays
+    within a few megabytes (numpy's allocations are traced)."""
+    import tracemalloc
+
+    with soundfile.SoundFile(str(tmp_path / "long.wav"), "w", samplerate=SR, channels=1, subtype="PCM_16") as out:
+        for k in range(60):
+            out.write(sine(150.0 + k, 10.0, SR))
+    tracemalloc.start()
+    try:
+        source = FileSource(tmp_path / "long.wav", SR, chunk_seconds=0.05, realtime=False)
+        for _ in range(100):
+            source.read(0.0)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert source.duration == pytest.approx(600.0)
+    assert peak < 4e6, peak
+
+
+@pytest.mark.reliability("bad input", "audio file unreadable part-way (damaged data after a good start)",
+                         "the file source ends there with what was readable; error says why")
+def test_file_source_unreadable_part_way_ends_with_what_was_readable(tmp_path):
+    """The file is decoded as it streams, so damage further in shows only then. libsndfile's error is simulated
+    on the second read (a FLAC damaged that way cannot be written on purpose with libsndfile)."""
+    write_ramp(tmp_path / "ramp.wav", 1.0)
+    source = FileSource(tmp_path / "ramp.wav", SR, chunk_seconds=0.1, realtime=False)
+    read = source._stream.read
+    calls = {"n": 0}
+
+    def failing_read(count):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise UserError("cannot read ramp.wav as audio (Internal psf_fseek() failed.)")
+        return read(count)
+
+    source._stream.read = failing_read
+    chunks = drain(source)
+    assert [len(c.samples) for c in chunks] == [1600]
+    assert source.finished and "cannot read ramp.wav" in source.error
+    assert source.read(0.0) is None
+
+
 def test_file_source_paced_in_real_time_takes_the_audio_duration(tmp_path):
     write_ramp(tmp_path / "ramp.wav", 0.5)
     source = FileSource(tmp_path / "ramp.wav", SR, chunk_seconds=0.05, realtime=True)

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import UserError
-
-if TYPE_CHECKING:
-    import soundfile
 
 # File sample rates load_audio accepts, with room on both sides: telephone speech is 8 kHz and audio interfaces
 # stop at 768 kHz. A rate outside them is a damaged header (or not speech), and resampling it to the model's rate
@@ -75,40 +71,114 @@ def load_audio(path: str | Path, sample_rate: int, stats: AudioStats | None = No
     missing, empty, not audio or claims a sample rate outside MIN_FILE_RATE-MAX_FILE_RATE. The result is never
     empty. ``stats`` counts non-finite samples (replaced by silence).
     """
-    import soundfile
-
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"audio file not found: {path} (give an existing WAV/FLAC file)")
-    try:
-        with soundfile.SoundFile(str(path)) as file:
-            file_rate = file.samplerate
-            mono = _read_mono(file, stats) if MIN_FILE_RATE <= file_rate <= MAX_FILE_RATE else None
-    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
-        raise UserError(
-            f"cannot read {path} as audio ({error}); convert it to WAV, e.g. 'sox IN {path.stem}.wav'"
-        ) from None
-    if mono is None:
-        raise UserError(f"audio file {path} says its sample rate is {file_rate} Hz, outside {MIN_FILE_RATE}-"
-                        f"{MAX_FILE_RATE} Hz: its header is damaged or it is not speech; re-export it at 16000 Hz")
-    if mono.shape[0] == 0:
-        raise UserError(f"audio file {path} holds no samples; record or choose a non-empty file")
-    audio = resample(mono, int(file_rate), sample_rate)
-    if not np.isfinite(audio).all():  # finite samples near float32's limit (1e38) overflow in the resampler's filter
-        audio = to_mono_float32(audio, stats)  # made silence, like non-finite samples in the file
-    if audio.shape[0] == 0:  # e.g. one sample at 48 kHz: less than one sample at 16 kHz
-        raise UserError(f"audio file {path} holds {mono.shape[0]} sample(s) at {file_rate} Hz, less than one at "
-                        f"{sample_rate} Hz; record or choose a longer file")
-    return audio
+    with AudioFileStream(path, sample_rate, stats) as stream:
+        blocks = []
+        while len(block := stream.read(_BLOCK_SAMPLES)):
+            blocks.append(block)
+    return np.concatenate(blocks)
 
 
-def _read_mono(file: soundfile.SoundFile, stats: AudioStats | None) -> np.ndarray:
-    """All the audio of an open ``soundfile.SoundFile``, downmixed block by block (see _BLOCK_SAMPLES); reading
-    stops at the end of the data even where the header claims more."""
-    frames = max(1, _BLOCK_SAMPLES // file.channels)
-    blocks = []
-    while True:
-        block = file.read(frames, dtype="float32", always_2d=True)
-        blocks.append(to_mono_float32(block, stats))
-        if block.shape[0] < frames:
-            return np.concatenate(blocks)
+class AudioFileStream:
+    """A speech file decoded as it is read: mono float32 at ``sample_rate``, ``block_seconds`` of the file at a time
+    (default: _BLOCK_SAMPLES samples).
+
+    Why: a file streamed by the node need not be held decoded (an hour at 16 kHz is 230 MB of float32), and a
+    damaged header that claims 2**36 frames must not make anything allocate them. One resampler (libsoxr) runs
+    over the whole file, so the samples are exactly those of resampling it in one piece. The constructor checks
+    what load_audio promises (the file exists, is audio at a sane rate and yields at least one sample) and raises
+    UserError naming the file and the fix; a file that turns unreadable further in raises the same.
+    """
+
+    def __init__(self, path: str | Path, sample_rate: int, stats: AudioStats | None = None,
+                 block_seconds: float | None = None) -> None:
+        import soundfile
+
+        self.path = Path(path)
+        self.sample_rate = sample_rate
+        self.stats = stats
+        if not self.path.is_file():
+            raise UserError(f"audio file not found: {self.path} (give an existing WAV/FLAC file)")
+        try:
+            self._file = soundfile.SoundFile(str(self.path))
+        except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
+            raise self._unreadable(error) from None
+        self.file_rate = int(self._file.samplerate)
+        if not MIN_FILE_RATE <= self.file_rate <= MAX_FILE_RATE:
+            self._file.close()
+            raise UserError(f"audio file {self.path} says its sample rate is {self.file_rate} Hz, outside "
+                            f"{MIN_FILE_RATE}-{MAX_FILE_RATE} Hz: its header is damaged or it is not speech; "
+                            f"re-export it at 16000 Hz")
+        block = _BLOCK_SAMPLES // self._file.channels if block_seconds is None else block_seconds * self.file_rate
+        self._block_frames = max(1, int(block))
+        self._frames_read = 0  # file frames decoded since the (last) start
+        self._restart()
+        self._fill(1)
+        if not len(self._pending):
+            self._file.close()
+            if self._frames_read == 0:
+                raise UserError(f"audio file {self.path} holds no samples; record or choose a non-empty file")
+            raise UserError(f"audio file {self.path} holds {self._frames_read} sample(s) at {self.file_rate} Hz, "
+                            f"less than one at {sample_rate} Hz; record or choose a longer file")
+
+    @property
+    def duration_s(self) -> float:
+        """The length the header claims (a damaged one may claim more than there is)."""
+        return self._file.frames / self.file_rate
+
+    @property
+    def exhausted(self) -> bool:
+        """Every sample of the file has been read."""
+        return self._ended and not len(self._pending)
+
+    def read(self, count: int) -> np.ndarray:
+        """The next ``count`` samples, fewer only at the end of the file (empty once exhausted)."""
+        self._fill(count)
+        out, self._pending = self._pending[:count], self._pending[count:]
+        return out
+
+    def rewind(self) -> None:
+        """Start again from the file's first sample (a looping source)."""
+        self._file.seek(0)
+        self._restart()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> AudioFileStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _restart(self) -> None:
+        import soxr
+
+        self._frames_read = 0
+        self._ended = False
+        self._pending = np.zeros(0, dtype=np.float32)
+        same = self.file_rate == self.sample_rate
+        self._resampler = None if same else soxr.ResampleStream(self.file_rate, self.sample_rate, 1,
+                                                                  dtype="float32")
+
+    def _fill(self, count: int) -> None:
+        """Decode blocks until ``count`` samples wait or the file has ended; reading stops at the end of the data
+        even where the header claims more."""
+        import soundfile
+
+        while len(self._pending) < count and not self._ended:
+            try:
+                block = self._file.read(self._block_frames, dtype="float32", always_2d=True)
+            except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
+                raise self._unreadable(error) from None
+            self._frames_read += block.shape[0]
+            self._ended = block.shape[0] < self._block_frames
+            mono = to_mono_float32(block, self.stats)
+            if self._resampler is not None:
+                mono = self._resampler.resample_chunk(mono, last=self._ended)
+                if not np.isfinite(mono).all():  # finite samples near float32's limit overflow in the filter
+                    mono = to_mono_float32(mono, self.stats)  # made silence, like non-finite samples in the file
+            self._pending = np.concatenate([self._pending, mono]) if len(self._pending) else mono
+
+    def _unreadable(self, error: Exception) -> UserError:
+        return UserError(f"cannot read {self.path} as audio ({error}); convert it to WAV, e.g. "
+                         f"'sox IN {self.path.stem}.wav'")

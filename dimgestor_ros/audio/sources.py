@@ -23,7 +23,7 @@ from typing import Protocol
 import numpy as np
 
 from ..errors import UserError
-from .io import AudioStats, load_audio, to_mono_float32
+from .io import AudioFileStream, AudioStats, to_mono_float32
 
 AUDIO_SOURCE_KINDS = ("auto", "mic", "file", "topic")
 
@@ -60,7 +60,11 @@ class AudioSource(Protocol):
 
 
 class FileSource:
-    """Streams a speech file in chunks, paced in real time (like a microphone) or as fast as possible."""
+    """Streams a speech file in chunks, paced in real time (like a microphone) or as fast as possible.
+
+    The file is decoded as it is read (AudioFileStream), about half a second ahead: an hour-long recording does not
+    sit in memory as 230 MB of float32, and configuring the node does not wait for a whole file to decode.
+    """
 
     def __init__(
         self,
@@ -72,16 +76,19 @@ class FileSource:
     ) -> None:
         self.sample_rate = sample_rate
         self.stats = AudioStats()
-        self.samples = load_audio(path, sample_rate, self.stats)
+        self._stream = AudioFileStream(path, sample_rate, self.stats, block_seconds=0.5)
         self.chunk_samples = max(1, int(round(chunk_seconds * sample_rate)))
         self.realtime = realtime
         self.loop = loop
-        self._position = 0  # samples handed out so far (grows past len(samples) when looping)
+        self._position = 0  # samples handed out or dropped so far (grows past the file's length when looping)
         self._start_time: float | None = None
+        self._closed = False
+        self.error: str | None = None  # why the file ended early (unreadable further in), if it did
 
     @property
     def duration(self) -> float:
-        return len(self.samples) / self.sample_rate
+        """Seconds of audio, as the file's header states them."""
+        return self._stream.duration_s
 
     def start(self) -> None:
         """Start pacing, or resume it after ``pause``: the next chunk is due one chunk from now, wherever the
@@ -93,15 +100,16 @@ class FileSource:
 
     @property
     def finished(self) -> bool:
-        return not self.loop and self._position >= len(self.samples)
+        return self._closed or (not self.loop and self._stream.exhausted)
 
     def _due_samples(self) -> int:
-        """Samples a paced file has made available but not handed out (0 unpaced: never behind)."""
+        """Samples a paced file has made available but not handed out (0 unpaced: never behind); near the end of
+        a file that does not loop, at most what the header says is left."""
         if not self.realtime or self._start_time is None:
             return 0
         due = int((time.monotonic() - self._start_time) * self.sample_rate) - self._position
         if not self.loop:
-            due = min(due, len(self.samples) - self._position)
+            due = min(due, int(self.duration * self.sample_rate) - self._position)
         return max(0, due)
 
     def backlog_seconds(self) -> float:
@@ -109,35 +117,58 @@ class FileSource:
 
     def drop_oldest(self, keep_seconds: float) -> int:
         """Skip ahead in the file, as a microphone's dropped audio would be gone."""
-        dropped = max(0, self._due_samples() - int(max(0.0, keep_seconds) * self.sample_rate))
+        wanted = max(0, self._due_samples() - int(max(0.0, keep_seconds) * self.sample_rate))
+        dropped = 0
+        while dropped < wanted:
+            skipped = len(self._take(min(wanted - dropped, self.chunk_samples)))  # a chunk at a time: memory stays flat
+            if not skipped:
+                break
+            dropped += skipped
         self._position += dropped
         return dropped
+
+    def _take(self, count: int) -> np.ndarray:
+        """The next ``count`` samples of the file, wrapping to its start when looping; fewer only at its end.
+
+        A file that turns unreadable part-way (damaged data after a good start) ends there: the stream keeps what
+        was readable and ``error`` says why it stopped, rather than a running node failing on it."""
+        try:
+            samples = self._stream.read(count)
+            while self.loop and len(samples) < count:
+                self._stream.rewind()
+                samples = np.concatenate([samples, self._stream.read(count - len(samples))])
+        except UserError as error:
+            self.error = str(error)
+            self.close()
+            return np.zeros(0, dtype=np.float32)
+        return samples
 
     def read(self, timeout: float) -> AudioChunk | None:
         if self._start_time is None:
             self.start()
         if self.finished:
             return None
-        end = self._position + self.chunk_samples
-        if not self.loop:
-            end = min(end, len(self.samples))
         if self.realtime:
-            # A chunk is "captured" once wall-clock time has passed its last sample.
-            due = self._start_time + end / self.sample_rate
-            wait = due - time.monotonic()
+            # A chunk is "captured" once wall-clock time has passed its last sample (the file's last, at its end).
+            end = self._position + self.chunk_samples
+            if not self.loop:
+                end = min(end, int(self.duration * self.sample_rate))
+            wait = self._start_time + end / self.sample_rate - time.monotonic()
             if wait > timeout:
                 time.sleep(max(0.0, timeout))
                 return None
             if wait > 0:
                 time.sleep(wait)
-        indices = np.arange(self._position, end) % len(self.samples)
-        chunk = AudioChunk(self.samples[indices], self._position)
-        self._position = end
+        samples = self._take(self.chunk_samples)
+        if not len(samples):
+            return None  # the file ended on a chunk's edge: now finished
+        chunk = AudioChunk(samples, self._position)
+        self._position += len(samples)
         return chunk
 
     def close(self) -> None:
-        self._position = len(self.samples)
-        self.loop = False
+        self._closed = True
+        self._stream.close()
 
 
 class PushSource:

@@ -426,6 +426,8 @@ class GestureNode(LifecycleNode):
                 self._generate(samples, flush=False)
             if self._stop.is_set():
                 return  # deactivated or shutting down: the stream stays as it is
+            if getattr(self.source, "error", None):
+                self.get_logger().warning(f"the audio file ended early: {self.source.error}")
             self._generate(None, flush=True)
             self.get_logger().info(
                 f"stream ended after {self._received / sample_rate:.1f} s of audio, "
