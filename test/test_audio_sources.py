@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from dimgestor_ros.audio.io import load_audio, to_mono_float32
+from dimgestor_ros.audio.io import AudioFileStream, load_audio, to_mono_float32
 from dimgestor_ros.audio.sources import FileSource, PushSource, resolve_source_kind
 from dimgestor_ros.errors import UserError
 
@@ -181,6 +181,27 @@ def test_file_source_unreadable_part_way_ends_with_what_was_readable(tmp_path):
     assert [len(c.samples) for c in chunks] == [1600]
     assert source.finished and "cannot read ramp.wav" in source.error
     assert source.read(0.0) is None
+
+
+def test_file_stream_closes_its_file_when_the_first_block_cannot_be_decoded(tmp_path, monkeypatch):
+    """The constructor's UserError must not leave the handle open until garbage collection (a node that retries a
+    damaged file would hold one descriptor per try). libsndfile's decode error is simulated on the first read."""
+    write_ramp(tmp_path / "ramp.wav", 0.5)
+    opened = []
+    real_init = soundfile.SoundFile.__init__
+
+    def tracking_init(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        opened.append(self)
+
+    def failing_read(self, *args, **kwargs):
+        raise RuntimeError("Internal psf_fseek() failed.")
+
+    monkeypatch.setattr(soundfile.SoundFile, "__init__", tracking_init)
+    monkeypatch.setattr(soundfile.SoundFile, "read", failing_read)
+    with pytest.raises(UserError, match="cannot read .*ramp.wav as audio"):
+        AudioFileStream(tmp_path / "ramp.wav", SR)
+    assert len(opened) == 1 and opened[0].closed
 
 
 def test_file_source_paced_in_real_time_takes_the_audio_duration(tmp_path):

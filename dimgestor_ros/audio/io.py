@@ -111,8 +111,12 @@ class AudioFileStream:
         block = _BLOCK_SAMPLES // self._file.channels if block_seconds is None else block_seconds * self.file_rate
         self._block_frames = max(1, int(block))
         self._frames_read = 0  # file frames decoded since the (last) start
-        self._restart()
-        self._fill(1)
+        try:
+            self._restart()
+            self._fill(1)
+        except BaseException:  # the first block undecodable: no handle left for the garbage collector to close
+            self._file.close()
+            raise
         if not len(self._pending):
             self._file.close()
             if self._frames_read == 0:
