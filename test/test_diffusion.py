@@ -256,3 +256,59 @@ def test_guidance_batches_both_passes_into_one_network_call():
     model.denoiser.register_forward_hook(lambda module, args, output: calls.append(args[0].shape[0]))
     model.sample(local, style, steps=3, guidance=2.0, generator=torch.Generator().manual_seed(1))
     assert calls == [4, 4, 4]  # batch 2, conditioned and unconditioned together, once per step
+
+
+def test_local_adaln_conditions_each_frame_on_its_own_speech_frame():
+    """With local_adaln the AdaLN condition is per token and follows the local features frame by frame: changing
+    one frame's features changes that frame's condition only. Without it the condition is one per window."""
+    model = perturbed_model(local_adaln=True)
+    local, style = condition(model)
+    t = torch.tensor([500, 20])
+    changed = local.clone()
+    changed[:, 5] += 1.0
+    with torch.no_grad():
+        before, after = model.denoiser.condition(t, local, style), model.denoiser.condition(t, changed, style)
+        plain = perturbed_model(local_adaln=False).denoiser.condition(t, local, style)
+    assert before.shape == local.shape and plain.shape == style.shape
+    moved = (after - before).abs().amax(dim=(0, 2))  # (L,)
+    assert moved[5] > 1e-3
+    assert torch.count_nonzero(moved) == 1
+
+
+def test_speed_loss_is_one_for_a_head_that_predicts_the_mean_and_falls_when_the_head_learns():
+    """The auxiliary speed target is standardised over the batch, so a head predicting the mean scores exactly 1;
+    a head trained on it scores lower, and its gradient reaches the local feature extractor."""
+    model = perturbed_model(local_speed_weight=0.5).train()
+    speech = torch.randn(4, SPEECH_FRAMES, 43, generator=torch.Generator().manual_seed(3))
+    motion = torch.randn(4, 30, 63, generator=torch.Generator().manual_seed(4)).cumsum(dim=1)
+    motion[:, 10:20] *= 3.0  # frames that move faster
+    with torch.no_grad():
+        model.speed_head.weight.zero_()
+        model.speed_head.bias.zero_()
+    local, _ = model.fuzzy(speech)
+    assert float(model.local_speed_loss(local, motion)) == pytest.approx(1.0, abs=1e-5)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(60):
+        local, _ = model.fuzzy(speech)
+        loss = model.local_speed_loss(local, motion)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert model.fuzzy.local_mixer.in_proj.weight.grad.abs().sum() > 0  # once the head is no longer zero
+    assert float(loss) < 0.5
+    assert perturbed_model().speed_head is None and not any("speed_head" in k for k in perturbed_model().state_dict())
+
+
+def test_training_loss_adds_the_weighted_speed_loss():
+    model = perturbed_model(local_speed_weight=0.5)
+    speech = torch.randn(2, SPEECH_FRAMES, 43, generator=torch.Generator().manual_seed(5))
+    motion = torch.randn(2, 30, 63, generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        total = model.training_loss(motion, speech, torch.Generator().manual_seed(7))
+        local, _ = model.fuzzy(speech)
+        model.config.local_speed_weight = 0.0  # the same draws without the speed term
+        denoising = model.training_loss(motion, speech, torch.Generator().manual_seed(7))
+        model.config.local_speed_weight = 0.5
+        speed = model.local_speed_loss(local, motion)
+    assert float(speed) > 0.1
+    assert float(total) == pytest.approx(float(denoising) + 0.5 * float(speed), rel=1e-5)
