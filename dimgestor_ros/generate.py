@@ -1,10 +1,10 @@
 """`dimgestor generate SPEECH.wav -o OUT.bvh [--preview OUT.mp4|.gif|.png]`: offline generation of a whole clip.
 
-Offline generation is the streaming generator run as fast as possible over the clip, so a BVH written here is
-exactly what the ROS node would have published for the same audio, seed and settings. One setting differs by
-default: offline, the whole clip is known, so each hop looks OFFLINE_LOOKAHEAD frames (1.3 s) ahead instead of
-the node's few frames. Gestures start before the words they go with (hands rise about half a second before a
-phrase), which a low-latency stream cannot see coming; ``--lookahead 4`` reproduces the node's output exactly.
+By default the whole clip is sampled at once (``dimgestor_ros.offline``): offline every frame can see the speech
+on both sides and there are no seams. ``--windowed`` runs the streaming generator over the clip instead, hop by
+hop, so the BVH is exactly what the ROS node would publish for the same audio, seed and settings; each hop then
+looks OFFLINE_LOOKAHEAD frames (1.3 s) ahead by default, and ``--windowed --lookahead 4`` reproduces the node's
+output exactly. Windowed motion has a seam every hop, where the motion's beats gather (see offline.py).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from .model.gesture_model import DiMGestor
 from .motion.bvh import BvhMotion, write_bvh
 from .motion.preview import PREVIEW_SUFFIXES, render_preview
 from .motion.skeleton import HUMANOID
+from .offline import OfflineConfig, sample_clip
 from .paths import default_weights_dir
 from .streaming.generator import StreamingConfig, StreamingGestureGenerator
 
@@ -57,9 +58,15 @@ def add_generate_parser(commands) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=StreamingConfig.steps, help="sampling steps per window")
     parser.add_argument("--sampler", choices=SAMPLERS, default=StreamingConfig.sampler)
-    parser.add_argument("--lookahead", type=int, default=OFFLINE_LOOKAHEAD,
-                        help=f"frames each hop sees ahead (default {OFFLINE_LOOKAHEAD}; the streaming node uses "
-                        f"{StreamingConfig.lookahead_frames})")
+    parser.add_argument("--temperature", type=float, default=OfflineConfig.temperature,
+                        help="scale of the starting noise of whole-clip sampling (default "
+                        f"{OfflineConfig.temperature:g}; lower follows the speech more closely and varies less, 0 "
+                        "gives the same motion for the same speech)")
+    parser.add_argument("--windowed", action="store_true",
+                        help="generate hop by hop with the streaming generator, as the ROS node does")
+    parser.add_argument("--lookahead", type=int,
+                        help=f"with --windowed: frames each hop sees ahead (default {OFFLINE_LOOKAHEAD}; the "
+                        f"streaming node uses {StreamingConfig.lookahead_frames})")
     parser.add_argument("--guidance", type=float, default=StreamingConfig.guidance,
                         help="classifier-free guidance scale (1: off)")
     parser.add_argument("--threads", type=int, default=2)
@@ -94,6 +101,8 @@ def run_generate(args: argparse.Namespace) -> int:
         raise UserError(f"--steps must be >= 1, got {args.steps}")
     if args.preview is not None and args.preview.suffix.lower() not in PREVIEW_SUFFIXES:
         raise UserError(f"--preview {args.preview} must end in one of {', '.join(PREVIEW_SUFFIXES)}")
+    if args.lookahead is not None and not args.windowed:
+        raise UserError("--lookahead applies to --windowed generation; whole-clip sampling sees the whole clip")
     if not args.max_minutes > 0:
         raise UserError(f"--max-minutes must be positive, got {args.max_minutes:g}")
     if args.speech.is_file():
@@ -103,11 +112,19 @@ def run_generate(args: argparse.Namespace) -> int:
     encoder = make_speech_encoder(model.config.speech_encoder)
     audio = load_audio(args.speech, encoder.sample_rate)
     try:
-        config = StreamingConfig(steps=args.steps, sampler=args.sampler, seed=args.seed,
-                                 lookahead_frames=args.lookahead, guidance=args.guidance)
+        if args.windowed:
+            lookahead = OFFLINE_LOOKAHEAD if args.lookahead is None else args.lookahead
+            config = StreamingConfig(steps=args.steps, sampler=args.sampler, seed=args.seed,
+                                     lookahead_frames=lookahead, guidance=args.guidance)
+        else:
+            offline = OfflineConfig(steps=args.steps, sampler=args.sampler, seed=args.seed, guidance=args.guidance,
+                                    temperature=args.temperature)
     except ValueError as error:
         raise UserError(str(error)) from None
-    poses = generate_poses(audio, model, config, encoder)
+    if args.windowed:
+        poses = generate_poses(audio, model, config, encoder)
+    else:
+        poses = sample_clip(audio, model, offline, encoder)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     write_bvh(BvhMotion.from_poses(HUMANOID, poses, 1.0 / model.config.motion_fps), args.output)
     print(f"wrote {args.output}: {len(poses)} frames at {model.config.motion_fps} fps ({len(poses) / model.config.motion_fps:.1f} s)")

@@ -4,8 +4,9 @@
         --out REPORT.json [--limit N] [--streaming]
 
 For every held-out clip (``<stem>.wav`` + ``<stem>.bvh``) each model generates motion from the speech exactly as
-`dimgestor generate` does (StreamingGestureGenerator with its offline lookahead; ``--lookahead 4`` gives the
-streaming node's output), each clip with its own seed (``clip_seed``): one seed for every clip would start every
+`dimgestor generate` does (whole-clip sampling, ``dimgestor_ros.offline``, at ``--temperature``; with
+``--lookahead N`` instead the windowed streaming generator with that lookahead, the protocol of the model cards
+before whole-clip sampling), each clip with its own seed (``clip_seed``): one seed for every clip would start every
 clip from the same noise, so the clips' motions would not be independent draws and the pose FGD of one run would
 swing with the seed (0.040 to 0.090 for the same weights). The mean-pose baseline holds the training clips' mean
 pose; the random-clip baseline plays a random stretch of a random training clip. With ``--streaming`` each model
@@ -27,8 +28,9 @@ import numpy as np
 import torch
 
 from dimgestor_ros.audio.io import load_audio
-from dimgestor_ros.generate import OFFLINE_LOOKAHEAD, generate_poses
+from dimgestor_ros.generate import generate_poses
 from dimgestor_ros.model.gesture_model import DiMGestor
+from dimgestor_ros.offline import OfflineConfig, sample_clip
 from dimgestor_ros.motion.bvh import BvhMotion, read_bvh, write_bvh
 from dimgestor_ros.motion.skeleton import HUMANOID
 from dimgestor_ros.streaming.generator import StreamingConfig
@@ -50,9 +52,13 @@ def main() -> int:
     parser.add_argument("--train", type=Path, required=True, help="training clips, for the baselines")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--limit", type=int, help="score only every k-th clip so that about this many are used")
-    parser.add_argument("--lookahead", type=int, default=OFFLINE_LOOKAHEAD,
-                        help=f"lookahead frames (default {OFFLINE_LOOKAHEAD}, as `dimgestor generate`; "
-                        f"{StreamingConfig.lookahead_frames} scores what the streaming node publishes)")
+    parser.add_argument("--lookahead", type=int, help="score the offline rows with the windowed streaming generator "
+                        "and this lookahead (40: the protocol before whole-clip sampling; "
+                        f"{StreamingConfig.lookahead_frames}: what the streaming node publishes) instead of "
+                        "whole-clip sampling")
+    parser.add_argument("--temperature", type=float, default=OfflineConfig.temperature,
+                        help=f"whole-clip sampling temperature (default {OfflineConfig.temperature:g}, as "
+                        "`dimgestor generate`)")
     parser.add_argument("--streaming", action="store_true",
                         help="also score each model as the streaming node publishes it (lookahead "
                         f"{StreamingConfig.lookahead_frames}), as NAME_streaming, and print the streaming / offline "
@@ -71,7 +77,9 @@ def main() -> int:
     for spec in args.weights:
         name, _, directory = spec.partition("=")
         models[name] = DiMGestor.load(directory)
-    configs = {name: {"lookahead_frames": args.lookahead} for name in models}  # StreamingConfig settings
+    # name -> how its motion is made: None for whole-clip sampling, else StreamingConfig settings
+    configs: dict[str, dict | None] = {
+        name: None if args.lookahead is None else {"lookahead_frames": args.lookahead} for name in models}
     if args.streaming:
         configs.update({f"{name}_streaming": {} for name in models})
     folders = {name: root / name for name in (*configs, "mean_pose", "random_clip")}
@@ -89,7 +97,11 @@ def main() -> int:
         for name, settings in configs.items():
             model = models[name.removesuffix("_streaming")]
             began = time.perf_counter()
-            poses = generate_poses(audio, model, StreamingConfig(**settings, seed=seeds[wav]))[:frames]
+            if settings is None:
+                offline = OfflineConfig(temperature=args.temperature, seed=seeds[wav])
+                poses = sample_clip(audio, model, offline)[:frames]
+            else:
+                poses = generate_poses(audio, model, StreamingConfig(**settings, seed=seeds[wav]))[:frames]
             seconds[name] += time.perf_counter() - began
             write_bvh(BvhMotion.from_poses(HUMANOID, poses, FRAME_TIME), folders[name] / f"{wav.stem}.bvh")
         write_bvh(BvhMotion.from_poses(HUMANOID, np.repeat(mean_pose[None], frames, 0), FRAME_TIME),

@@ -124,7 +124,7 @@ def test_generate_writes_a_bvh_covering_the_whole_clip(tmp_path):
 @pytest.mark.reliability(
     "bad input",
     "dimgestor generate with a missing WAV, a wrong output suffix, missing weights, a bad preview suffix, an "
-    "out-of-range lookahead",
+    "out-of-range lookahead, a lookahead without --windowed, an out-of-range temperature",
     "exit 2, one line naming the problem",
 )
 @pytest.mark.parametrize("arguments, message", [
@@ -132,8 +132,11 @@ def test_generate_writes_a_bvh_covering_the_whole_clip(tmp_path):
     (["{speech}", "-o", "x.mp4"], "must end in .bvh"),
     (["{speech}", "-o", "x.bvh", "--weights", "/nonexistent"], "weights folder not found"),
     (["{speech}", "-o", "x.bvh", "--preview", "x.avi"], "--preview x.avi must end in one of .png, .gif, .mp4"),
-    (["{speech}", "-o", "x.bvh", "--lookahead", "50"], "lookahead_frames (50) must be between 0 and"),
-], ids=["missing wav", "output not bvh", "missing weights", "bad preview suffix", "lookahead out of range"])
+    (["{speech}", "-o", "x.bvh", "--windowed", "--lookahead", "50"], "lookahead_frames (50) must be between 0 and"),
+    (["{speech}", "-o", "x.bvh", "--lookahead", "4"], "--lookahead applies to --windowed generation"),
+    (["{speech}", "-o", "x.bvh", "--temperature", "-1"], "temperature must be in [0, 2], got -1.0"),
+], ids=["missing wav", "output not bvh", "missing weights", "bad preview suffix", "lookahead out of range",
+        "lookahead without windowed", "temperature out of range"])
 def test_generate_bad_input_is_a_one_line_error(tmp_path, arguments, message):
     import soundfile
 
@@ -159,8 +162,30 @@ def test_generate_with_the_node_lookahead_writes_what_the_node_would_publish(tmp
 
     soundfile.write(speech, load_audio(demo_audio_file(), 16000)[: 3 * 16000], 16000)
     out = tmp_path / "node.bvh"
-    result = subprocess.run([DIMGESTOR, "generate", str(speech), "-o", str(out), "--steps", "2", "--lookahead", "4"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run([DIMGESTOR, "generate", str(speech), "-o", str(out), "--steps", "2", "--windowed",
+                             "--lookahead", "4"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     expected = generate_poses(load_audio(speech, 16000), DiMGestor.load(default_weights_dir()), StreamingConfig(steps=2))
+    np.testing.assert_allclose(read_bvh(out).to_poses(0.01), expected, rtol=0, atol=1e-4)
+
+
+def test_generate_samples_the_whole_clip_by_default(tmp_path):
+    """Without --windowed the BVH is the whole-clip sample (dimgestor_ros.offline) with the given settings."""
+    import soundfile
+
+    from dimgestor_ros.audio.io import load_audio
+    from dimgestor_ros.model.gesture_model import DiMGestor
+    from dimgestor_ros.motion.bvh import read_bvh
+    from dimgestor_ros.offline import OfflineConfig, sample_clip
+    from dimgestor_ros.paths import default_weights_dir, demo_audio_file
+
+    speech = tmp_path / "speech.wav"
+    soundfile.write(speech, load_audio(demo_audio_file(), 16000)[: 3 * 16000], 16000)
+    out = tmp_path / "clip.bvh"
+    result = subprocess.run([DIMGESTOR, "generate", str(speech), "-o", str(out), "--steps", "2", "--temperature",
+                             "0.5", "--seed", "3"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    expected = sample_clip(load_audio(speech, 16000), DiMGestor.load(default_weights_dir()),
+                           OfflineConfig(steps=2, temperature=0.5, seed=3))
+    assert expected.shape == (90, 63)
     np.testing.assert_allclose(read_bvh(out).to_poses(0.01), expected, rtol=0, atol=1e-4)

@@ -109,6 +109,21 @@ def seam_offset(published: torch.Tensor, new: torch.Tensor, time_constant: float
     return ((((c5 * t + c4) * t + c3) * t + a0 / 2) * t + v0) * t + x0
 
 
+def smooth_motion(frames: np.ndarray, levels_db: np.ndarray | None, smoothing: float, idle_smoothing: float,
+                  silence_threshold_db: float) -> np.ndarray:
+    """Gaussian smoothing along time of frames (L, pose_dim): sigma ``smoothing`` where there is speech and
+    ``idle_smoothing`` where the frame's level (``levels_db``, (L,) dBFS) is below the threshold, blended over a
+    few frames so there is no hard switch at speech edges. ``levels_db`` None: no idle smoothing. Float32 out."""
+    smoothed = gaussian_filter1d(frames, smoothing, axis=0, mode="nearest") if smoothing > 0 else frames
+    if levels_db is not None and idle_smoothing > smoothing:
+        silent = (np.asarray(levels_db) < silence_threshold_db).astype(np.float32)
+        weight = gaussian_filter1d(silent, 2.0, mode="nearest")[:, None]  # (L, 1)
+        if weight.max() > 0:
+            idle = gaussian_filter1d(frames, idle_smoothing, axis=0, mode="nearest")
+            smoothed = (1.0 - weight) * smoothed + weight * idle
+    return np.ascontiguousarray(smoothed, dtype=np.float32)
+
+
 def _from_frame(frames: torch.Tensor, first: int, frame: int) -> tuple[torch.Tensor, int]:
     """Drop the frames of ``frames`` (1, n, ...), which start at frame ``first``, that come before ``frame``."""
     return frames[:, max(0, frame - first) :], max(first, frame)
@@ -228,19 +243,14 @@ class StreamingGestureGenerator:
         """Gaussian smoothing along time of window (1, L, pose_dim) covering frames [start, end): `smoothing` where
         there is speech, `idle_smoothing` in silence. Frames before the hop are published and act as context."""
         c = self.config
-        frames = window[0].numpy()  # (L, pose_dim)
-        smoothed = gaussian_filter1d(frames, c.smoothing, axis=0, mode="nearest") if c.smoothing > 0 else frames
+        levels = None
         if c.idle_smoothing > c.smoothing:
             # The newest frame's audio may be incomplete when its speech features are (up to 2/3 of a speech
             # frame short), so it takes the level of the frame before it: levels must not depend on chunking.
             levels = self._loudness.db(start, end - 1)
             levels = np.append(levels, levels[-1] if len(levels) else -np.inf)  # (L,)
-            silent = (levels < c.silence_threshold_db).astype(np.float32)
-            weight = gaussian_filter1d(silent, 2.0, mode="nearest")[:, None]  # no hard switch at speech edges
-            if weight.max() > 0:
-                idle = gaussian_filter1d(frames, c.idle_smoothing, axis=0, mode="nearest")
-                smoothed = (1.0 - weight) * smoothed + weight * idle
-        return torch.from_numpy(np.ascontiguousarray(smoothed, dtype=np.float32))[None]
+        smoothed = smooth_motion(window[0].numpy(), levels, c.smoothing, c.idle_smoothing, c.silence_threshold_db)
+        return torch.from_numpy(smoothed)[None]
 
     def _generate_hop(self) -> MotionHop:
         c = self.config
