@@ -150,13 +150,13 @@ def test_bench_streams_quick_finds_the_real_time_streams(quick):
     assert max(kept) == found["streams"] and found["at_streams"]["ms_max"] <= 500
 
 
-def _random_model(backbone: str, local_adaln: bool = False):
+def _random_model(backbone: str):
     from dimgestor_ros.model.config import MambaSettings, ModelConfig
     from dimgestor_ros.model.gesture_model import DiMGestor
 
     torch.manual_seed(0)
     config = ModelConfig(backbone=backbone, d_model=32, n_blocks=2, n_heads=4, bidirectional=False,
-                         local_adaln=local_adaln, mamba=MambaSettings(d_state=16, headdim=16, chunk_size=16))
+                         mamba=MambaSettings(d_state=16, headdim=16, chunk_size=16))
     model = DiMGestor(config).eval()
     for name, parameter in model.named_parameters():  # the zero-initialised modulation would hide every mixer
         if "modulation" in name or "final" in name:
@@ -164,12 +164,11 @@ def _random_model(backbone: str, local_adaln: bool = False):
     return model
 
 
-@pytest.mark.parametrize("local_adaln", [False, True], ids=["input-only", "local-adaln"])
 @pytest.mark.parametrize("backbone", ["mamba2", "transformer"])
-def test_carried_context_gives_the_numbers_of_one_causal_pass(backbone, local_adaln):
+def test_carried_context_gives_the_numbers_of_one_causal_pass(backbone):
     from dimgestor_ros.bench.causal import CausalDenoiser
 
-    model = _random_model(backbone, local_adaln)
+    model = _random_model(backbone)
     denoiser = CausalDenoiser(model.denoiser, backbone, capacity=128)
     batch, past, new = 2, 37, 11
     x, local, style = torch.randn(batch, past + new, 63), torch.randn(batch, past + new, 32), torch.randn(batch, 32)

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from ..model.adaln import modulate
-from ..model.denoiser import GestureDenoiser
+from ..model.denoiser import GestureDenoiser, timestep_embedding
 from ..model.mamba2 import Mamba2State
 
 
@@ -97,7 +97,10 @@ class CausalDenoiser:
         conv = den.gesture_encoder
         h = F.conv1d(padded.transpose(1, 2), conv.weight, conv.bias).transpose(1, 2)  # (B, n, D), causal
         h = h + den.local_proj(local)
-        return h, den.condition(t, local, style), padded
+        cond = den.time_mlp(timestep_embedding(t, den.d_model))  # (B, D) or (B, n, D)
+        style_cond = den.style_mlp(style)
+        cond = cond + (style_cond[:, None] if cond.dim() == 3 else style_cond)
+        return h, cond, padded
 
     def _committed(self, context: CausalContext, padded: torch.Tensor, n: int, mamba: list | None) -> CausalContext:
         tail = padded[:, padded.shape[1] - (self.kernel - 1):] if self.kernel > 1 else context.pose_tail
@@ -166,8 +169,7 @@ class CausalDenoiser:
         for j in range(h.shape[1]):
             hj = h[:, j : j + 1]  # (B, 1, D)
             for i, block in enumerate(den.blocks):
-                # per-token modulations (local_adaln, per-token timesteps): this frame's (B, D)
-                shift1, scale1, gate1, shift2, scale2, gate2 = (m[:, j] if m.dim() == 3 else m for m in modulations[i])
+                shift1, scale1, gate1, shift2, scale2, gate2 = modulations[i]
                 u = modulate(block.norm1(hj), shift1, scale1)[:, 0]
                 y, states[i] = block.mixer.forward_mixer.step(u, states[i])
                 hj = hj + _gate(gate1) * y[:, None]

@@ -112,10 +112,6 @@ class ModelConfig:
     n_heads: int = 4  # transformer backbone only
     mlp_ratio: float = 2.0
     encoder_kernel: int = 3
-    local_adaln: bool = False  # local speech features also condition every AdaLN block, per token (denoiser.py)
-    # Weight of an auxiliary training loss: a small head predicts the motion's per-frame speed from the local speech
-    # features (within +-4 frames, the streaming lookahead), so that they carry stroke timing (gesture_model.py).
-    local_speed_weight: float = 0.0
     style_time_constant_s: float = 10.0  # how far back the global style looks, in seconds of speech
     speech_encoder: str = "acoustic"
     mamba: MambaSettings = field(default_factory=MambaSettings)
@@ -136,8 +132,6 @@ class ModelConfig:
         for name in positive:  # before the checks below: n_heads 0 would divide by zero
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        if self.local_speed_weight < 0:
-            raise ValueError(f"local_speed_weight must be >= 0, got {self.local_speed_weight}")
         if self.backbone not in BACKBONES:
             raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
         if self.speech_fps < self.motion_fps:

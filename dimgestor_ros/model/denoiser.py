@@ -1,10 +1,7 @@
 """The gesture denoiser: conv gesture encoder -> AdaLN blocks (Mamba-2 or transformer) -> pose decoder.
 
 The condition of every block is the diffusion-step embedding plus the global fuzzy style; the local fuzzy
-features are added to the gesture tokens at the input and, with ``local_adaln``, also join the AdaLN condition
-per token, so that every block's shift, scale and gate follow the speech frame by frame (a stroke's timing is a
-per-frame property of the speech, which one condition per window cannot carry). Null embeddings replace the
-speech condition for classifier-free guidance.
+features are fused per token. Null embeddings replace the speech condition for classifier-free guidance.
 """
 
 from __future__ import annotations
@@ -35,7 +32,6 @@ class GestureDenoiser(nn.Module):
         self.local_proj = nn.Linear(d, d)
         self.time_mlp = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
         self.style_mlp = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
-        self.local_cond = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d)) if config.local_adaln else None
         self.null_local = nn.Parameter(torch.zeros(d))
         self.null_style = nn.Parameter(torch.zeros(d))
         self.blocks = nn.ModuleList(AdaLNBlock(config, cond_dim=d) for _ in range(config.n_blocks))
@@ -57,18 +53,9 @@ class GestureDenoiser(nn.Module):
             style = torch.where(keep[:, None], style, self.null_style.expand_as(style))
         h = self.gesture_encoder(x_t.transpose(1, 2)).transpose(1, 2)  # (B, pose_dim, L) conv -> (B, L, D)
         h = h + self.local_proj(local)
-        cond = self.condition(t, local, style)
-        for block in self.blocks:
-            h = block(h, cond)
-        return self.final(h, cond)
-
-    def condition(self, t: torch.Tensor, local: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        """The AdaLN condition: (B, D) per sequence, or (B, L, D) per token when timesteps are per token or the
-        local features join it (``local_adaln``); t (B,) or (B, L), local (B, L, D), style (B, D)."""
         cond = self.time_mlp(timestep_embedding(t, self.d_model))  # (B, D) or (B, L, D)
         style_cond = self.style_mlp(style)  # (B, D)
         cond = cond + (style_cond[:, None] if cond.dim() == 3 else style_cond)
-        if self.local_cond is not None:
-            per_token = self.local_cond(local)  # (B, L, D)
-            cond = (cond if cond.dim() == 3 else cond[:, None]) + per_token
-        return cond
+        for block in self.blocks:
+            h = block(h, cond)
+        return self.final(h, cond)

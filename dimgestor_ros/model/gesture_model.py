@@ -18,7 +18,6 @@ from .denoiser import GestureDenoiser
 from .fuzzy import FuzzyFeatureExtractor
 
 WEIGHTS_FILE = "model.safetensors"
-SPEED_HEAD_KERNEL = 9  # frames the auxiliary speed head sees: +-4, the streaming node's lookahead
 CONFIG_FILE = "config.json"
 
 
@@ -29,9 +28,6 @@ class DiMGestor(nn.Module):
         self.fuzzy = FuzzyFeatureExtractor(config)
         self.denoiser = GestureDenoiser(config)
         self.diffusion = GaussianDiffusion(config.diffusion)
-        # Training-only head of the auxiliary speed loss; it is not used when generating.
-        self.speed_head = (nn.Conv1d(config.d_model, 1, SPEED_HEAD_KERNEL, padding=SPEED_HEAD_KERNEL // 2)
-                           if config.local_speed_weight > 0 else None)
         # Poses are generated normalised per degree of freedom; these map them back to radians / metres.
         self.register_buffer("pose_mean", torch.zeros(config.pose_dim))
         self.register_buffer("pose_std", torch.ones(config.pose_dim))
@@ -57,25 +53,7 @@ class DiMGestor(nn.Module):
         def denoise(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             return self.denoiser(x_t, t, local, style, drop)
 
-        loss = self.diffusion.training_loss(denoise, motion, generator)
-        if self.speed_head is not None:
-            loss = loss + self.config.local_speed_weight * self.local_speed_loss(local, motion)
-        return loss
-
-    def local_speed_loss(self, local: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
-        """MSE of the speed head's prediction from local (B, M, D) against the motion's (B, M, pose_dim) speed.
-
-        Why: in the denoising loss the speech's say over *when* a stroke happens is a small part of a loss
-        dominated by posture and by what cannot be predicted (sway, which arm); this loss asks the speech features
-        directly for the motion's speed frame by frame, whose minima are the gesture beats. Speed is the RMS over
-        the normalised DoFs of the central-difference velocity (one-sided at the ends), standardised over the batch
-        so that the loss weight means the same for any data set (1.0: a head that only predicts the mean).
-        """
-        velocity = torch.gradient(motion, dim=1)[0] if motion.shape[1] > 1 else torch.zeros_like(motion)
-        speed = velocity.pow(2).mean(dim=2).sqrt()  # (B, M)
-        target = (speed - speed.mean()) / speed.std(unbiased=False).clamp_min(1e-6)
-        predicted = self.speed_head(local.transpose(1, 2))[:, 0]  # (B, D, M) -> (B, M)
-        return ((predicted - target) ** 2).mean()
+        return self.diffusion.training_loss(denoise, motion, generator)
 
     @torch.no_grad()
     def sample(
