@@ -20,7 +20,7 @@ import torch
 from .diffusion.gaussian import SAMPLERS
 from .features.factory import SpeechEncoder, make_speech_encoder
 from .model.gesture_model import DiMGestor
-from .streaming.generator import seam_offset, smooth_motion
+from .streaming.generator import check_encoder_fits, seam_offset, smooth_motion
 from .streaming.loudness import FrameLoudness
 
 
@@ -64,9 +64,7 @@ def sample_clip(audio: np.ndarray, model: DiMGestor, config: OfflineConfig | Non
     streaming generator gives; ``encoder`` defaults to the model's."""
     config = config or OfflineConfig()
     encoder = encoder or make_speech_encoder(model.config.speech_encoder)
-    if encoder.dim != model.config.speech_dim or encoder.frame_rate != model.config.speech_fps:
-        raise ValueError(f"speech encoder gives {encoder.dim}-d features at {encoder.frame_rate} fps but the model "
-                         f"expects {model.config.speech_dim}-d at {model.config.speech_fps} fps")
+    check_encoder_fits(model, encoder)
     model = model.eval()
     fps, rate = model.config.motion_fps, encoder.sample_rate
     frames = math.ceil(len(audio) * fps / rate)
@@ -106,9 +104,8 @@ def sample_clip(audio: np.ndarray, model: DiMGestor, config: OfflineConfig | Non
         segment = model.sample(local[:, start:end], style, steps=config.steps, sampler=config.sampler, eta=config.eta,
                                guidance=config.guidance, generator=generator, initial_noise=noise[:, start:end],
                                known=known, known_mask=mask)
-        idle = levels[start:end] if config.idle_smoothing > config.smoothing else None
-        segment = torch.from_numpy(smooth_motion(segment[0].numpy(), idle, config.smoothing, config.idle_smoothing,
-                                                 config.silence_threshold_db))[None]
+        segment = torch.from_numpy(smooth_motion(segment[0].numpy(), levels[start:end], config.smoothing,
+                                                 config.idle_smoothing, config.silence_threshold_db))[None]
         if known_frames and config.seam_blend > 0:
             segment[:, known_frames:] += seam_offset(known[:, :known_frames], segment[:, known_frames:],
                                                      config.seam_blend)

@@ -30,9 +30,9 @@ import torch
 from dimgestor_ros.audio.io import load_audio
 from dimgestor_ros.generate import generate_poses
 from dimgestor_ros.model.gesture_model import DiMGestor
-from dimgestor_ros.offline import OfflineConfig, sample_clip
 from dimgestor_ros.motion.bvh import BvhMotion, read_bvh, write_bvh
 from dimgestor_ros.motion.skeleton import HUMANOID
+from dimgestor_ros.offline import OfflineConfig, sample_clip
 from dimgestor_ros.streaming.generator import StreamingConfig
 
 FRAME_TIME = 1.0 / 30.0

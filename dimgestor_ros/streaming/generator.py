@@ -109,6 +109,15 @@ def seam_offset(published: torch.Tensor, new: torch.Tensor, time_constant: float
     return ((((c5 * t + c4) * t + c3) * t + a0 / 2) * t + v0) * t + x0
 
 
+def check_encoder_fits(model: DiMGestor, encoder: SpeechEncoder) -> None:
+    """ValueError unless ``encoder`` gives the features the model was trained on (dimension and frame rate)."""
+    if encoder.dim != model.config.speech_dim or encoder.frame_rate != model.config.speech_fps:
+        raise ValueError(
+            f"speech encoder gives {encoder.dim}-d features at {encoder.frame_rate} fps but the model expects "
+            f"{model.config.speech_dim}-d at {model.config.speech_fps} fps"
+        )
+
+
 def smooth_motion(frames: np.ndarray, levels_db: np.ndarray | None, smoothing: float, idle_smoothing: float,
                   silence_threshold_db: float) -> np.ndarray:
     """Gaussian smoothing along time of frames (L, pose_dim): sigma ``smoothing`` where there is speech and
@@ -131,11 +140,7 @@ def _from_frame(frames: torch.Tensor, first: int, frame: int) -> tuple[torch.Ten
 
 class StreamingGestureGenerator:
     def __init__(self, model: DiMGestor, encoder: SpeechEncoder, config: StreamingConfig | None = None) -> None:
-        if encoder.dim != model.config.speech_dim or encoder.frame_rate != model.config.speech_fps:
-            raise ValueError(
-                f"speech encoder gives {encoder.dim}-d features at {encoder.frame_rate} fps but the model expects "
-                f"{model.config.speech_dim}-d at {model.config.speech_fps} fps"
-            )
+        check_encoder_fits(model, encoder)
         self.model = model.eval()
         self.encoder = encoder
         self.config = config or StreamingConfig()
